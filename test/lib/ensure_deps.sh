@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Make sure the build and test dependencies are present.
+#
+#   ensure_deps.sh            install what is missing (root), or print the apt line and fail
+#   ensure_deps.sh --check    only report; fail when something is missing
+#   ensure_deps.sh --bench    also the benchmark tools (gnuplot)
+#
+# Only Debian package names are used, so the same line works on a fresh machine.
+set -euo pipefail
+
+check_only=0
+want_bench=0
+for a in "$@"; do
+	case "$a" in
+		--check) check_only=1 ;;
+		--bench) want_bench=1 ;;
+	esac
+done
+
+PGMAJOR=${PGMAJOR:-15}
+missing=()
+[ -f "/usr/lib/postgresql/$PGMAJOR/lib/pgxs/src/makefiles/pgxs.mk" ] || missing+=("postgresql-server-dev-$PGMAJOR")
+[ -x "/usr/lib/postgresql/$PGMAJOR/bin/postgres" ] || missing+=("postgresql-$PGMAJOR")
+[ -f /usr/include/uuid/uuid.h ] || missing+=(uuid-dev)
+perl -MIPC::Run -e 1 2>/dev/null || missing+=(libipc-run-perl)
+command -v make >/dev/null || missing+=(make)
+command -v gcc >/dev/null || missing+=(gcc)
+if [ "$want_bench" = 1 ]; then
+	command -v gnuplot >/dev/null || missing+=(gnuplot-nox)
+fi
+
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+line="apt-get update && apt-get install -y --no-install-recommends ${missing[*]}"
+if [ "$check_only" = 1 ] || [ "$(id -u)" != 0 ]; then
+	echo "stripe_idem: missing build dependencies: ${missing[*]}" >&2
+	echo "stripe_idem: install them as root with:" >&2
+	echo "    $line" >&2
+	exit 1
+fi
+
+echo "stripe_idem: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

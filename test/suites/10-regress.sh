@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# pg_regress: sql/*.sql against expected/*.out in a temporary instance.
+set -uo pipefail
+source "$SRC/test/lib/cluster.sh"
+cd "$SUITE_DIR"
+PGXS_DIR=$(dirname "$(dirname "$(pg_config --pgxs)")")
+"$PGXS_DIR/test/regress/pg_regress" \
+	--bindir="$PGBIN" \
+	--inputdir="$SRC" --outputdir="$SUITE_DIR" \
+	--temp-instance="$SUITE_DIR/tmp_check" --port="$(free_port)" \
+	--temp-config="$SRC/test/regress.conf" \
+	$(cat "$SRC/test/regress_schedule") 2>&1 | tee pg_regress.out
+[ -f regression.diffs ] && cat regression.diffs
+p=$(grep -cE '^( +| *test +)?[a-z0-9_]+ +\.\.\. ok' pg_regress.out)
+f=$(grep -cE '\.\.\. FAILED' pg_regress.out)
+echo "SUITE_RESULT $p $f"

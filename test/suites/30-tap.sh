@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# TAP tests (test/t/*.pl) with PostgreSQL::Test::Cluster.
+set -uo pipefail
+source "$SRC/test/lib/cluster.sh"
+cd "$SRC/test"
+PGXS_DIR=$(dirname "$(dirname "$(pg_config --pgxs)")")
+export TESTDIR="$SUITE_DIR" PG_REGRESS="$PGXS_DIR/test/regress/pg_regress"
+export PGPORT=$(free_port)
+mkdir -p "$SUITE_DIR/tmp_check"
+perl -I "$PGXS_DIR/test/perl" -I "$SRC/test/lib" "$SRC/test/lib/tap_run.pl" t/*.pl
