@@ -1,0 +1,163 @@
+/* stripe_idem--1.0.sql */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION stripe_idem" to load this file. \quit
+
+--
+-- One row per money-moving operation. The row is written, and its lease
+-- taken, *before* the Stripe call, so that a retry after a crash finds the
+-- same Idempotency-Key and Stripe replays instead of creating a second object.
+--
+-- The CHECK constraints repeat the rules the C functions enforce, so that
+-- rows written by hand (or restored by pg_restore) obey them too.
+--
+CREATE TABLE stripe_idempotency_keys (
+	operation_type			text		NOT NULL,
+	operation_id			text		NOT NULL,
+	stripe_idempotency_key	text		NOT NULL,
+	request_fingerprint		text,
+	status					text		NOT NULL,
+	stripe_resource_id		text,
+	response				jsonb,
+	attempts				integer		NOT NULL DEFAULT 1,
+	locked_until			timestamptz,
+	created_at				timestamptz	NOT NULL DEFAULT pg_catalog.statement_timestamp(),
+	updated_at				timestamptz	NOT NULL DEFAULT pg_catalog.statement_timestamp(),
+	completed_at			timestamptz,
+	expires_at				timestamptz	NOT NULL,
+
+	CONSTRAINT stripe_idempotency_keys_pkey
+		PRIMARY KEY (operation_type, operation_id),
+	CONSTRAINT stripe_idempotency_keys_key_key
+		UNIQUE (stripe_idempotency_key),
+	CONSTRAINT operation_type_format
+		CHECK (operation_type OPERATOR(pg_catalog.~) '^[A-Za-z0-9_.:-]{1,64}$'),
+	CONSTRAINT operation_id_format
+		CHECK (operation_id OPERATOR(pg_catalog.~) '^[!-~]{1,128}$'),
+	CONSTRAINT stripe_idempotency_key_format
+		CHECK (stripe_idempotency_key OPERATOR(pg_catalog.~) '^[!-~]{1,255}$'),
+	CONSTRAINT request_fingerprint_format
+		CHECK (request_fingerprint OPERATOR(pg_catalog.~) '^[0-9a-f]{64}$'),
+	CONSTRAINT status_value
+		CHECK (status OPERATOR(pg_catalog.=) ANY (ARRAY['in_progress', 'completed'])),
+	CONSTRAINT stripe_resource_id_length
+		CHECK (pg_catalog.char_length(stripe_resource_id) OPERATOR(pg_catalog.<=) 255),
+	CONSTRAINT attempts_positive
+		CHECK (attempts OPERATOR(pg_catalog.>=) 1),
+	-- A completed operation must carry its result, or a replay would have
+	-- nothing to return.
+	CONSTRAINT completed_has_result
+		CHECK (status OPERATOR(pg_catalog.<>) 'completed'
+			   OR stripe_resource_id IS NOT NULL OR response IS NOT NULL),
+	-- Only in-flight work holds a lease.
+	CONSTRAINT lease_only_in_progress
+		CHECK (locked_until IS NULL OR status OPERATOR(pg_catalog.=) 'in_progress'),
+	-- A lease never outlives the row: "expired" then simply means
+	-- expires_at <= now, and expiry can never pull a key out from under a
+	-- caller that is still talking to Stripe.
+	CONSTRAINT lease_within_expiry
+		CHECK (locked_until OPERATOR(pg_catalog.<=) expires_at)
+);
+
+CREATE INDEX stripe_idempotency_keys_expires_at_idx
+	ON stripe_idempotency_keys (expires_at);
+
+COMMENT ON TABLE stripe_idempotency_keys IS
+	'Stripe Idempotency-Keys, leases for in-flight calls and cached results (stripe_idem)';
+
+-- pg_dump keeps the rows: they are application data, not extension setup.
+SELECT pg_catalog.pg_extension_config_dump('stripe_idempotency_keys', '');
+
+-- Access is granted by the administrator, never to everybody: the functions
+-- below are SECURITY INVOKER and act with the caller's table privileges.
+REVOKE ALL ON TABLE stripe_idempotency_keys FROM PUBLIC;
+
+--
+-- The API. Not STRICT: a NULL where a value is required raises SQLSTATE
+-- 22004 naming the argument, instead of silently returning NULL.
+--
+CREATE FUNCTION new_stripe_idempotency_key(operation_type text, operation_id text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'new_stripe_idempotency_key'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+
+CREATE FUNCTION begin_stripe_idempotency(
+	operation_type text,
+	operation_id text,
+	request_params jsonb DEFAULT NULL,
+	lease interval DEFAULT NULL,
+	ttl interval DEFAULT NULL)
+RETURNS TABLE (
+	state text,
+	stripe_idempotency_key text,
+	stripe_resource_id text,
+	response jsonb,
+	retry_after interval,
+	attempts integer)
+AS 'MODULE_PATHNAME', 'begin_stripe_idempotency'
+LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1;
+
+CREATE FUNCTION check_stripe_idempotency(operation_type text, operation_id text)
+RETURNS TABLE (
+	found boolean,
+	status text,
+	stripe_idempotency_key text,
+	stripe_resource_id text,
+	response jsonb,
+	created_at timestamptz,
+	expires_at timestamptz)
+AS 'MODULE_PATHNAME', 'check_stripe_idempotency'
+LANGUAGE C STABLE PARALLEL SAFE ROWS 1;
+
+CREATE FUNCTION record_stripe_idempotency(
+	operation_type text,
+	operation_id text,
+	stripe_idempotency_key text,
+	stripe_resource_id text,
+	response jsonb DEFAULT NULL,
+	ttl interval DEFAULT NULL)
+RETURNS TABLE (
+	recorded boolean,
+	stripe_resource_id text,
+	response jsonb)
+AS 'MODULE_PATHNAME', 'record_stripe_idempotency'
+LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1;
+
+CREATE FUNCTION release_stripe_idempotency(
+	operation_type text,
+	operation_id text,
+	stripe_idempotency_key text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'release_stripe_idempotency'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION cleanup_expired_idempotency_keys(batch_size integer DEFAULT 10000)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'cleanup_expired_idempotency_keys'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+--
+-- Cumulative counters, kept in shared memory (needs shared_preload_libraries).
+--
+CREATE FUNCTION stripe_idem_stats(
+	OUT acquired bigint,
+	OUT completed_replays bigint,
+	OUT in_progress_conflicts bigint,
+	OUT mismatches bigint,
+	OUT records bigint,
+	OUT releases bigint,
+	OUT rows_swept bigint,
+	OUT stats_reset timestamptz)
+RETURNS record
+AS 'MODULE_PATHNAME', 'stripe_idem_stats'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+
+CREATE VIEW stripe_idem_stats AS SELECT * FROM stripe_idem_stats();
+
+CREATE FUNCTION stripe_idem_stats_reset()
+RETURNS void
+AS 'MODULE_PATHNAME', 'stripe_idem_stats_reset'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+REVOKE ALL ON FUNCTION stripe_idem_stats() FROM PUBLIC;
+REVOKE ALL ON FUNCTION stripe_idem_stats_reset() FROM PUBLIC;

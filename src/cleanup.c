@@ -1,0 +1,85 @@
+/*-------------------------------------------------------------------------
+ *
+ * cleanup.c
+ *	  Deleting expired keys: cleanup_expired_idempotency_keys and the batch
+ *	  the background sweeper runs in each of its transactions.
+ *
+ * The rule, the same for both: a row goes when it has expired and holds no
+ * live lease; rows locked by other sessions are skipped, never waited for.
+ *
+ * Copyright (c) 2026, The stripe_idem developers
+ * Licensed under the PostgreSQL License; see LICENSE.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "stripe_idem.h"
+
+#include "miscadmin.h"
+#include "utils/timestamp.h"
+
+PG_FUNCTION_INFO_V1(cleanup_expired_idempotency_keys);
+
+/*
+ * Delete at most batch_size expired rows whose expires_at is at least
+ * *lower_bound, oldest first, and advance *lower_bound to the newest
+ * expires_at deleted. Returns the number of rows deleted. The caller is
+ * connected to SPI, inside a transaction with a snapshot.
+ */
+int64
+si_cleanup_batch(int batch_size, TimestampTz *lower_bound)
+{
+	Datum		args[2] = {Int32GetDatum(batch_size), TimestampTzGetDatum(*lower_bound)};
+	bool		isnull;
+	int64		deleted;
+	Datum		newest;
+	int			rc;
+
+	rc = SPI_execute_plan(si_plan(SI_PLAN_CLEANUP_BATCH), args, NULL, false, 1);
+	si_spi_check(rc, SPI_OK_SELECT, "deleting expired keys");
+
+	deleted = DatumGetInt64(si_spi_value(0, 1, &isnull));
+	newest = si_spi_value(0, 2, &isnull);
+	if (!isnull)
+		*lower_bound = DatumGetTimestampTz(newest);
+	return deleted;
+}
+
+/*
+ * cleanup_expired_idempotency_keys(batch_size integer DEFAULT 10000) RETURNS bigint
+ *
+ * Runs in the caller's transaction, batch after batch until a batch comes
+ * back short, so the statement's memory stays bounded by one batch. The
+ * sweeper commits between batches instead; this function is for callers
+ * without the preloaded worker, or who want to clean up now.
+ */
+Datum
+cleanup_expired_idempotency_keys(PG_FUNCTION_ARGS)
+{
+	int32		batch_size;
+	TimestampTz lower_bound = DT_NOBEGIN;
+	int64		total = 0;
+	int64		deleted;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("batch_size must not be null")));
+	batch_size = PG_GETARG_INT32(0);
+	if (batch_size < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("batch_size must be at least 1"),
+				 errdetail("batch_size was %d.", batch_size)));
+
+	SPI_connect();
+	do
+	{
+		CHECK_FOR_INTERRUPTS();
+		deleted = si_cleanup_batch(batch_size, &lower_bound);
+		total += deleted;
+	} while (deleted == batch_size);
+	SPI_finish();
+
+	si_stat_add(SI_STAT_ROWS_SWEPT, total);
+	PG_RETURN_INT64(total);
+}

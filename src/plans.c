@@ -1,0 +1,391 @@
+/*-------------------------------------------------------------------------
+ *
+ * plans.c
+ *	  SPI plans against the extension's own table, prepared once per backend.
+ *
+ * Every statement names the table with the extension's schema, resolved
+ * from pg_extension (never from search_path), calls built-ins as
+ * pg_catalog.f() and writes operators as OPERATOR(pg_catalog.op), so no
+ * object a caller puts first in search_path can change what runs. Only
+ * the schema-qualified table name is substituted into the statement text;
+ * every value travels as a $n parameter.
+ *
+ * Plans are prepared lazily, on first use, and kept for the life of the
+ * backend. The plan cache itself replans them when the table changes; what
+ * it cannot notice is the extension being dropped and created again in
+ * another schema (the old text would name the old schema). So a relcache
+ * invalidation of our table, or any pg_namespace change, marks the cache
+ * for a recheck of which schema the extension lives in, and the plans are
+ * thrown away only when that answer changed.
+ *
+ * "now" is pg_catalog.statement_timestamp() throughout: fresh for every
+ * client statement even inside a long transaction (so a lease is never
+ * granted already half spent), and one value for all the checks that a
+ * single call makes.
+ *
+ * Copyright (c) 2026, The stripe_idem developers
+ * Licensed under the PostgreSQL License; see LICENSE.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "stripe_idem.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "catalog/indexing.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_type.h"
+#include "commands/extension.h"
+#include "lib/stringinfo.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+
+#define SI_NOW "pg_catalog.statement_timestamp()"
+#define SI_EQ " OPERATOR(pg_catalog.=) "
+#define SI_WHERE_PK " WHERE operation_type" SI_EQ "$1 AND operation_id" SI_EQ "$2"
+
+#define SI_MAX_PLAN_ARGS 6
+
+typedef struct SiPlanDef
+{
+	const char *sql;			/* "@table@" stands for the qualified table */
+	int			nargs;
+	Oid			argtypes[SI_MAX_PLAN_ARGS];
+} SiPlanDef;
+
+static const SiPlanDef plan_defs[SI_NUM_PLANS] = {
+	[SI_PLAN_INSERT_ACQUIRE] = {
+		/* $1 type, $2 id, $3 new key, $4 fingerprint, $5 lease, $6 ttl */
+		"INSERT INTO @table@ (operation_type, operation_id,"
+		" stripe_idempotency_key, request_fingerprint, status, attempts,"
+		" locked_until, created_at, updated_at, expires_at)"
+		" VALUES ($1, $2, $3, $4, 'in_progress', 1,"
+		" " SI_NOW " OPERATOR(pg_catalog.+) $5, " SI_NOW ", " SI_NOW ","
+		" " SI_NOW " OPERATOR(pg_catalog.+) $6)"
+		" ON CONFLICT (operation_type, operation_id) DO NOTHING",
+		6, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, INTERVALOID, INTERVALOID}
+	},
+	[SI_PLAN_SELECT_ROW] = {
+		/* columns numbered by SI_ROW_* in the callers */
+		"SELECT stripe_idempotency_key, request_fingerprint, status,"
+		" stripe_resource_id, response, attempts,"
+		" locked_until OPERATOR(pg_catalog.>) " SI_NOW ","
+		" locked_until OPERATOR(pg_catalog.-) " SI_NOW ","
+		" expires_at OPERATOR(pg_catalog.<=) " SI_NOW
+		" FROM @table@" SI_WHERE_PK,
+		2, {TEXTOID, TEXTOID}
+	},
+	[SI_PLAN_TAKEOVER] = {
+		/*
+		 * $3 the stored key, $4 lease. The WHERE clause re-checks everything
+		 * the caller saw, so of two racing takeovers the second finds the
+		 * lease live again (after waiting for the first) and updates nothing.
+		 * The lease may reach past expires_at; expiry moves with it so that
+		 * a row with a live lease is never expired.
+		 */
+		"UPDATE @table@ SET attempts = attempts OPERATOR(pg_catalog.+) 1,"
+		" locked_until = " SI_NOW " OPERATOR(pg_catalog.+) $4,"
+		" expires_at = GREATEST(expires_at, " SI_NOW " OPERATOR(pg_catalog.+) $4),"
+		" updated_at = " SI_NOW
+		SI_WHERE_PK
+		" AND status" SI_EQ "'in_progress'"
+		" AND stripe_idempotency_key" SI_EQ "$3"
+		" AND (locked_until IS NULL OR locked_until OPERATOR(pg_catalog.<=) " SI_NOW ")"
+		" AND expires_at OPERATOR(pg_catalog.>) " SI_NOW
+		" RETURNING attempts",
+		4, {TEXTOID, TEXTOID, TEXTOID, INTERVALOID}
+	},
+	[SI_PLAN_REPLACE_EXPIRED] = {
+		/* an expired row counts as absent: start over with a new key */
+		"UPDATE @table@ SET stripe_idempotency_key = $3,"
+		" request_fingerprint = $4, status = 'in_progress',"
+		" stripe_resource_id = NULL, response = NULL, attempts = 1,"
+		" locked_until = " SI_NOW " OPERATOR(pg_catalog.+) $5,"
+		" created_at = " SI_NOW ", updated_at = " SI_NOW ", completed_at = NULL,"
+		" expires_at = " SI_NOW " OPERATOR(pg_catalog.+) $6"
+		SI_WHERE_PK
+		" AND expires_at OPERATOR(pg_catalog.<=) " SI_NOW,
+		6, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, INTERVALOID, INTERVALOID}
+	},
+	[SI_PLAN_CHECK] = {
+		"SELECT status, stripe_idempotency_key, stripe_resource_id, response,"
+		" created_at, expires_at"
+		" FROM @table@" SI_WHERE_PK
+		" AND expires_at OPERATOR(pg_catalog.>) " SI_NOW,
+		2, {TEXTOID, TEXTOID}
+	},
+	[SI_PLAN_COMPLETE_OWN] = {
+		/* $3 key, $4 resource id, $5 response, $6 ttl */
+		"UPDATE @table@ SET status = 'completed',"
+		" stripe_resource_id = $4, response = $5, locked_until = NULL,"
+		" completed_at = " SI_NOW ", updated_at = " SI_NOW ","
+		" expires_at = " SI_NOW " OPERATOR(pg_catalog.+) $6"
+		SI_WHERE_PK
+		" AND status" SI_EQ "'in_progress'"
+		" AND stripe_idempotency_key" SI_EQ "$3",
+		6, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, INTERVALOID}
+	},
+	[SI_PLAN_KEY_OWNER] = {
+		"SELECT operation_type, operation_id FROM @table@"
+		" WHERE stripe_idempotency_key" SI_EQ "$1",
+		1, {TEXTOID}
+	},
+	[SI_PLAN_INSERT_COMPLETED] = {
+		/* the check-then-record flow: no begin, record straight away */
+		"INSERT INTO @table@ (operation_type, operation_id,"
+		" stripe_idempotency_key, status, stripe_resource_id, response,"
+		" attempts, created_at, updated_at, completed_at, expires_at)"
+		" VALUES ($1, $2, $3, 'completed', $4, $5, 1,"
+		" " SI_NOW ", " SI_NOW ", " SI_NOW ","
+		" " SI_NOW " OPERATOR(pg_catalog.+) $6)"
+		" ON CONFLICT (operation_type, operation_id) DO NOTHING",
+		6, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, INTERVALOID}
+	},
+	[SI_PLAN_REPLACE_EXPIRED_COMPLETED] = {
+		"UPDATE @table@ SET stripe_idempotency_key = $3,"
+		" request_fingerprint = NULL, status = 'completed',"
+		" stripe_resource_id = $4, response = $5, attempts = 1,"
+		" locked_until = NULL, created_at = " SI_NOW ", updated_at = " SI_NOW ","
+		" completed_at = " SI_NOW ","
+		" expires_at = " SI_NOW " OPERATOR(pg_catalog.+) $6"
+		SI_WHERE_PK
+		" AND expires_at OPERATOR(pg_catalog.<=) " SI_NOW,
+		6, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, INTERVALOID}
+	},
+	[SI_PLAN_RELEASE] = {
+		"UPDATE @table@ SET locked_until = NULL, updated_at = " SI_NOW
+		SI_WHERE_PK
+		" AND status" SI_EQ "'in_progress'"
+		" AND stripe_idempotency_key" SI_EQ "$3"
+		" AND expires_at OPERATOR(pg_catalog.>) " SI_NOW,
+		3, {TEXTOID, TEXTOID, TEXTOID}
+	},
+	[SI_PLAN_CLEANUP_BATCH] = {
+		/*
+		 * $1 batch size, $2 lower bound on expires_at. Oldest first along
+		 * the expires_at index; SKIP LOCKED so a sweep never waits behind
+		 * (or blocks) a caller working on a row. Starting each batch where
+		 * the previous one ended keeps a long run inside one transaction
+		 * from rescanning the index entries it already deleted.
+		 */
+		"WITH deleted AS ("
+		" DELETE FROM @table@ WHERE ctid OPERATOR(pg_catalog.=) ANY (ARRAY("
+		"  SELECT ctid FROM @table@"
+		"  WHERE expires_at OPERATOR(pg_catalog.<=) " SI_NOW
+		"  AND expires_at OPERATOR(pg_catalog.>=) $2"
+		"  AND (locked_until IS NULL OR locked_until OPERATOR(pg_catalog.<=) " SI_NOW ")"
+		"  ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED))"
+		" RETURNING expires_at)"
+		" SELECT pg_catalog.count(*), pg_catalog.max(expires_at) FROM deleted",
+		2, {INT4OID, TIMESTAMPTZOID}
+	},
+};
+
+static SPIPlanPtr plans[SI_NUM_PLANS];
+
+/* What the plans were prepared against. */
+static Oid	cached_ext_oid = InvalidOid;
+static Oid	cached_schema_oid = InvalidOid;
+static char *cached_schema_name = NULL;
+static Oid	cached_table_oid = InvalidOid;
+static char *qualified_table = NULL;
+
+static bool recheck_needed = true;
+static bool callbacks_registered = false;
+
+static void
+relcache_callback(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == cached_table_oid)
+		recheck_needed = true;
+}
+
+static void
+namespace_callback(Datum arg, int cacheid, uint32 hashvalue)
+{
+	recheck_needed = true;
+}
+
+/*
+ * The schema stripe_idem is installed in, or InvalidOid if it is not
+ * installed. PostgreSQL 15 does not export get_extension_schema(), so scan
+ * pg_extension by OID the way it does.
+ */
+static Oid
+extension_schema(Oid ext_oid)
+{
+	Relation	rel;
+	ScanKeyData key;
+	SysScanDesc scan;
+	HeapTuple	tuple;
+	Oid			result = InvalidOid;
+
+	rel = table_open(ExtensionRelationId, AccessShareLock);
+	ScanKeyInit(&key, Anum_pg_extension_oid, BTEqualStrategyNumber,
+				F_OIDEQ, ObjectIdGetDatum(ext_oid));
+	scan = systable_beginscan(rel, ExtensionOidIndexId, true, NULL, 1, &key);
+	tuple = systable_getnext(scan);
+	if (HeapTupleIsValid(tuple))
+		result = ((Form_pg_extension) GETSTRUCT(tuple))->extnamespace;
+	systable_endscan(scan);
+	table_close(rel, AccessShareLock);
+
+	return result;
+}
+
+/*
+ * True when the extension is installed (not still being created) and its
+ * table exists. For the sweeper, which must treat anything else as
+ * "nothing to do here". Needs a transaction.
+ */
+bool
+si_extension_ready(void)
+{
+	Oid			ext_oid = get_extension_oid(STRIPE_IDEM_EXTNAME, true);
+	Oid			schema_oid;
+
+	if (!OidIsValid(ext_oid))
+		return false;
+	if (creating_extension && CurrentExtensionObject == ext_oid)
+		return false;
+	schema_oid = extension_schema(ext_oid);
+	return OidIsValid(schema_oid) &&
+		OidIsValid(get_relname_relid(STRIPE_IDEM_TABLE, schema_oid));
+}
+
+static void
+forget_plans(void)
+{
+	int			i;
+
+	for (i = 0; i < SI_NUM_PLANS; i++)
+	{
+		if (plans[i] != NULL)
+			SPI_freeplan(plans[i]);
+		plans[i] = NULL;
+	}
+	if (cached_schema_name)
+		pfree(cached_schema_name);
+	if (qualified_table)
+		pfree(qualified_table);
+	cached_schema_name = NULL;
+	qualified_table = NULL;
+	cached_ext_oid = InvalidOid;
+	cached_schema_oid = InvalidOid;
+	cached_table_oid = InvalidOid;
+}
+
+/*
+ * Make sure the cached plans belong to the extension as it is installed
+ * now. Cheap unless an invalidation arrived since the last call.
+ */
+static void
+revalidate(void)
+{
+	Oid			ext_oid;
+	Oid			schema_oid;
+	char	   *schema_name;
+	MemoryContext oldcxt;
+
+	if (!callbacks_registered)
+	{
+		CacheRegisterRelcacheCallback(relcache_callback, (Datum) 0);
+		CacheRegisterSyscacheCallback(NAMESPACEOID, namespace_callback, (Datum) 0);
+		callbacks_registered = true;
+	}
+
+	/* Cleared first: an invalidation arriving during the lookups sets it again. */
+	recheck_needed = false;
+
+	ext_oid = get_extension_oid(STRIPE_IDEM_EXTNAME, true);
+	schema_oid = OidIsValid(ext_oid) ? extension_schema(ext_oid) : InvalidOid;
+	schema_name = OidIsValid(schema_oid) ? get_namespace_name(schema_oid) : NULL;
+	if (schema_name == NULL)
+	{
+		recheck_needed = true;
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension \"%s\" is not installed in this database",
+						STRIPE_IDEM_EXTNAME),
+				 errhint("Run CREATE EXTENSION %s.", STRIPE_IDEM_EXTNAME)));
+	}
+
+	if (ext_oid == cached_ext_oid && schema_oid == cached_schema_oid &&
+		cached_schema_name != NULL && strcmp(schema_name, cached_schema_name) == 0)
+		return;
+
+	forget_plans();
+
+	cached_table_oid = get_relname_relid(STRIPE_IDEM_TABLE, schema_oid);
+	if (!OidIsValid(cached_table_oid))
+	{
+		recheck_needed = true;
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("table \"%s.%s\" of extension \"%s\" does not exist",
+						schema_name, STRIPE_IDEM_TABLE, STRIPE_IDEM_EXTNAME),
+				 errhint("Drop and create the extension again.")));
+	}
+
+	oldcxt = MemoryContextSwitchTo(TopMemoryContext);
+	cached_schema_name = pstrdup(schema_name);
+	qualified_table = pstrdup(quote_qualified_identifier(schema_name, STRIPE_IDEM_TABLE));
+	MemoryContextSwitchTo(oldcxt);
+	cached_ext_oid = ext_oid;
+	cached_schema_oid = schema_oid;
+}
+
+/* The statement text with "@table@" replaced by the qualified table name. */
+static char *
+render_sql(const char *template)
+{
+	StringInfoData buf;
+	const char *p = template;
+	const char *hit;
+	static const char token[] = "@table@";
+
+	initStringInfo(&buf);
+	while ((hit = strstr(p, token)) != NULL)
+	{
+		appendBinaryStringInfo(&buf, p, hit - p);
+		appendStringInfoString(&buf, qualified_table);
+		p = hit + strlen(token);
+	}
+	appendStringInfoString(&buf, p);
+	return buf.data;
+}
+
+/*
+ * The plan for id, prepared on first use. The caller must be connected to
+ * SPI.
+ */
+SPIPlanPtr
+si_plan(SiPlanId id)
+{
+	const SiPlanDef *def = &plan_defs[id];
+	SPIPlanPtr	plan;
+	char	   *sql;
+
+	if (unlikely(recheck_needed))
+		revalidate();
+
+	if (likely(plans[id] != NULL))
+		return plans[id];
+
+	sql = render_sql(def->sql);
+	plan = SPI_prepare(sql, def->nargs, (Oid *) def->argtypes);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed for \"%s\": %s",
+			 sql, SPI_result_code_string(SPI_result));
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "SPI_keepplan failed");
+	pfree(sql);
+
+	plans[id] = plan;
+	return plan;
+}
