@@ -1,0 +1,47 @@
+--
+-- Setup and key generation.
+--
+CREATE EXTENSION stripe_idem;
+
+-- Everything the extension owns lives in one schema, and PUBLIC gets no
+-- access to the table: the functions act with the caller's privileges.
+SELECT pg_catalog.pg_describe_object(classid, objid, 0) AS object
+FROM pg_depend
+WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
+  AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'stripe_idem')
+ORDER BY 1;
+SELECT privilege, has_table_privilege('public', 'stripe_idempotency_keys', privilege) AS public_has_it
+FROM unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) AS privilege;
+
+-- No function runs with elevated rights, none is STRICT (NULLs get 22004),
+-- and volatility is what the contract says.
+SELECT proname, prosecdef, proisstrict, provolatile, proparallel
+FROM pg_proc
+WHERE pronamespace = 'public'::regnamespace
+  AND proname IN ('new_stripe_idempotency_key', 'begin_stripe_idempotency',
+                  'check_stripe_idempotency', 'record_stripe_idempotency',
+                  'release_stripe_idempotency', 'cleanup_expired_idempotency_keys')
+ORDER BY proname;
+
+-- pg_dump keeps the rows: the table is registered as configuration data.
+SELECT extconfig::regclass[] AS dumped_tables, extcondition
+FROM pg_extension WHERE extname = 'stripe_idem';
+
+-- A key is "operation_type:operation_id:<uuid v4, lower case>".
+SELECT new_stripe_idempotency_key('checkout:create', 'cs_42')
+       ~ '^checkout:create:cs_42:[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$'
+       AS well_formed;
+
+-- Every call makes a new key.
+SELECT count(DISTINCT new_stripe_idempotency_key('refund:create', 're_1')) AS distinct_keys
+FROM generate_series(1, 1000);
+
+-- The longest allowed type and id still give a key within Stripe's 255.
+SELECT length(new_stripe_idempotency_key(repeat('t', 64), repeat('i', 128))) AS longest_key;
+
+-- Settings and their defaults.
+SHOW stripe_idem.default_ttl;
+SHOW stripe_idem.default_lease;
+SET stripe_idem.default_ttl = '0';
+SET stripe_idem.default_lease = '366d';
+RESET stripe_idem.default_ttl;
