@@ -1,0 +1,251 @@
+'use strict';
+// A Stripe-compatible fake of POST /v1/checkout/sessions, good enough for the
+// real `stripe` SDK to talk to over plain HTTP on 127.0.0.1.
+//
+// It implements Stripe's idempotency rules, because they are what the
+// exactly-once argument rests on:
+//   - same Idempotency-Key + same parameters: the first response is replayed,
+//     with the header `Idempotent-Replayed: true`;
+//   - same key + other parameters: 400 idempotency_error;
+//   - same key while the first request is still executing: 409
+//     idempotency_key_in_use.
+// It counts the objects it created, so tests can prove "exactly one", and it
+// can inject faults into the next requests (see fault()).
+
+const http = require('node:http');
+const crypto = require('node:crypto');
+const { EventEmitter } = require('node:events');
+
+const SESSIONS_PATH = '/v1/checkout/sessions';
+const MAX_UNIT_AMOUNT = 99999999; // Stripe's limit: eight digits
+
+function sendJSON(res, status, body, headers = {}) {
+	const text = JSON.stringify(body);
+	res.writeHead(status, {
+		'Content-Type': 'application/json',
+		'Content-Length': Buffer.byteLength(text),
+		'Request-Id': 'req_' + crypto.randomBytes(7).toString('hex'),
+		...headers,
+	});
+	res.end(text);
+}
+
+function stripeError(type, message, extra = {}) {
+	return { error: { type, message, ...extra } };
+}
+
+// The SDK sends form encoding with bracketed keys (line_items[0][quantity]).
+// Sorted pairs are a stable signature of "the same parameters".
+function paramsSignature(form) {
+	return JSON.stringify([...form.entries()].sort());
+}
+
+// Turn line_items[i][...] back into the amounts a real session would report.
+function lineItems(form) {
+	const items = [];
+	for (let i = 0; form.has(`line_items[${i}][quantity]`); i++) {
+		const p = `line_items[${i}]`;
+		items.push({
+			quantity: Number(form.get(`${p}[quantity]`)),
+			unitAmount: Number(form.get(`${p}[price_data][unit_amount]`)),
+			currency: form.get(`${p}[price_data][currency]`),
+		});
+	}
+	return items;
+}
+
+// Validation a real Stripe would do before executing (not saved under the key).
+function validate(form) {
+	const items = lineItems(form);
+	if (items.length === 0) return { param: 'line_items', message: 'line_items is required in payment mode.' };
+	for (const [i, it] of items.entries()) {
+		if (!Number.isInteger(it.quantity) || it.quantity < 1)
+			return { param: `line_items[${i}][quantity]`, message: 'Invalid quantity.' };
+		if (!Number.isInteger(it.unitAmount) || it.unitAmount < 0)
+			return { param: `line_items[${i}][price_data][unit_amount]`, message: 'Invalid integer.' };
+		if (it.unitAmount > MAX_UNIT_AMOUNT)
+			return { param: `line_items[${i}][price_data][unit_amount]`, message: 'This value must be less than or equal to 99999999.' };
+	}
+	if (!form.get('success_url')) return { param: 'success_url', message: 'Missing required param: success_url.' };
+	return null;
+}
+
+class FakeStripe extends EventEmitter {
+	constructor() {
+		super();
+		this.sessions = new Map(); // id -> created session object
+		this.keys = new Map(); // Idempotency-Key -> { signature, executing, status, body }
+		this.requests = []; // one entry per POST, in arrival order: { key, outcome }
+		this.faults = []; // [{ kind, times, ms }], consumed front to back
+		this.server = http.createServer((req, res) => this._handle(req, res));
+	}
+
+	get created() {
+		return this.sessions.size;
+	}
+
+	// Inject a fault into the next `times` POSTs to the sessions endpoint:
+	//   delay         only the wait (while executing, the key counts as in use);
+	//   500           answer 500 api_error before executing (nothing saved);
+	//   drop          execute (create the object, save it under the key), then
+	//                 close the connection without an answer; replays are
+	//                 dropped too while the fault lasts;
+	//   card_declined execute and fail with 402 card_error, saved under the key.
+	// `ms` makes any kind wait that long first: a slow 500, a slow decline.
+	fault(kind, { times = 1, ms = 0 } = {}) {
+		if (!['delay', '500', 'drop', 'card_declined'].includes(kind)) throw new Error(`unknown fault ${kind}`);
+		this.faults.push({ kind, times, ms });
+	}
+
+	_takeFault() {
+		const f = this.faults[0];
+		if (!f) return null;
+		if (--f.times <= 0) this.faults.shift();
+		return f;
+	}
+
+	listen() {
+		return new Promise((resolve) => {
+			this.server.listen(0, '127.0.0.1', () => {
+				this.port = this.server.address().port;
+				resolve(this);
+			});
+		});
+	}
+
+	// The options the real SDK needs to talk to this fake instead of api.stripe.com.
+	sdkOptions() {
+		return { host: '127.0.0.1', port: this.port, protocol: 'http' };
+	}
+
+	close() {
+		this.server.closeAllConnections();
+		return new Promise((resolve) => this.server.close(() => resolve()));
+	}
+
+	_handle(req, res) {
+		const chunks = [];
+		req.on('data', (c) => chunks.push(c));
+		req.on('end', () => {
+			this._route(req, res, Buffer.concat(chunks).toString('utf8')).catch((err) => {
+				sendJSON(res, 500, stripeError('api_error', String(err && err.message)));
+			});
+		});
+	}
+
+	async _route(req, res, body) {
+		if (!/^Bearer sk_test_\S+$/.test(req.headers.authorization || ''))
+			return sendJSON(res, 401, stripeError('invalid_request_error', 'Invalid API Key provided.'));
+		const url = new URL(req.url, 'http://fake');
+		if (req.method === 'POST' && url.pathname === SESSIONS_PATH)
+			return this._createSession(req, res, new URLSearchParams(body));
+		const m = url.pathname.match(/^\/v1\/checkout\/sessions\/([^/]+)$/);
+		if (req.method === 'GET' && m && this.sessions.has(m[1])) return sendJSON(res, 200, this.sessions.get(m[1]));
+		return sendJSON(res, 404, stripeError('invalid_request_error', `Unrecognized request URL (${req.method}: ${url.pathname}).`, { code: 'resource_missing' }));
+	}
+
+	async _createSession(req, res, form) {
+		const key = req.headers['idempotency-key'] || null;
+		const signature = paramsSignature(form);
+		const fault = this._takeFault();
+		const log = (outcome) => {
+			this.requests.push({ key, outcome });
+			this.emit('request', { key, outcome });
+		};
+		const pause = () => (fault && fault.ms ? new Promise((r) => setTimeout(r, fault.ms)) : null);
+
+		const prior = key && this.keys.get(key);
+		if (prior) {
+			if (prior.signature !== signature) {
+				log('idempotency_error');
+				return sendJSON(res, 400, stripeError('idempotency_error',
+					`Keys for idempotent requests can only be used with the same parameters they were first used with. Try using a key other than '${key}' if you meant to execute a different request.`));
+			}
+			if (prior.executing) {
+				log('key_in_use');
+				return sendJSON(res, 409, stripeError('invalid_request_error',
+					'There is currently another in-progress request using this Idempotent Key (that probably means you submitted twice, and the other request is still going through): ' + key + '. Please try again later.',
+					{ code: 'idempotency_key_in_use' }));
+			}
+			await pause();
+			if (fault && fault.kind === 'drop') {
+				log('replayed_dropped');
+				return req.socket.destroy();
+			}
+			log('replayed');
+			return sendJSON(res, prior.status, prior.body, { 'Idempotent-Replayed': 'true', 'Original-Request': prior.requestId });
+		}
+
+		if (fault && fault.kind === '500') {
+			await pause();
+			log('error_500');
+			return sendJSON(res, 500, stripeError('api_error', 'An unknown error occurred (injected).'));
+		}
+		const invalid = validate(form);
+		if (invalid) {
+			// Failed validation: the endpoint never started, so nothing is saved.
+			log('invalid');
+			return sendJSON(res, 400, stripeError('invalid_request_error', invalid.message, { param: invalid.param }));
+		}
+
+		const entry = { signature, executing: true, requestId: 'req_' + crypto.randomBytes(7).toString('hex') };
+		if (key) this.keys.set(key, entry);
+		await pause();
+
+		if (fault && fault.kind === 'card_declined') {
+			Object.assign(entry, {
+				executing: false,
+				status: 402,
+				body: stripeError('card_error', 'Your card was declined.', { code: 'card_declined', decline_code: 'generic_decline' }),
+			});
+			log('card_declined');
+			return sendJSON(res, entry.status, entry.body);
+		}
+
+		const session = this._newSession(form);
+		this.sessions.set(session.id, session);
+		Object.assign(entry, { executing: false, status: 200, body: session });
+		log('created');
+		this.emit('created', { key, session });
+		if (fault && fault.kind === 'drop') return req.socket.destroy();
+		return sendJSON(res, 200, session);
+	}
+
+	_newSession(form) {
+		const id = 'cs_test_' + crypto.randomBytes(12).toString('hex');
+		const items = lineItems(form);
+		const metadata = {};
+		for (const [k, v] of form.entries()) {
+			const m = k.match(/^metadata\[(.+)\]$/);
+			if (m) metadata[m[1]] = v;
+		}
+		return {
+			id,
+			object: 'checkout.session',
+			mode: form.get('mode') || 'payment',
+			status: 'open',
+			payment_status: 'unpaid',
+			amount_total: items.reduce((s, it) => s + it.quantity * it.unitAmount, 0),
+			currency: items[0].currency || null,
+			client_reference_id: form.get('client_reference_id'),
+			customer: form.get('customer'),
+			customer_email: form.get('customer_email'),
+			success_url: form.get('success_url'),
+			cancel_url: form.get('cancel_url'),
+			metadata,
+			url: `http://127.0.0.1:${this.port}/pay/${id}`,
+			created: Math.floor(Date.now() / 1000),
+			livemode: false,
+		};
+	}
+}
+
+async function startFakeStripe() {
+	return new FakeStripe().listen();
+}
+
+module.exports = { FakeStripe, startFakeStripe };
+
+if (require.main === module) {
+	startFakeStripe().then((fake) => console.log(`fake Stripe on http://127.0.0.1:${fake.port}`));
+}

@@ -1,0 +1,81 @@
+'use strict';
+// The fake against the real SDK: Stripe's idempotency rules and the faults
+// the end-to-end tests rely on. No database needed.
+
+const { test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const Stripe = require('stripe');
+const { startFakeStripe } = require('../fake-stripe/server');
+
+let fake;
+let stripe;
+const params = {
+	mode: 'payment',
+	success_url: 'https://shop.test/ok',
+	line_items: [{ quantity: 2, price_data: { currency: 'eur', unit_amount: 1500, product_data: { name: 'Tea' } } }],
+};
+
+before(async () => {
+	fake = await startFakeStripe();
+	// No SDK retries here, so every fake answer reaches the test as is.
+	stripe = new Stripe('sk_test_fake', { ...fake.sdkOptions(), maxNetworkRetries: 0, timeout: 2000, telemetry: false });
+});
+after(() => fake.close());
+
+test('creates a session, and replays it for the same key and parameters', async () => {
+	const a = await stripe.checkout.sessions.create(params, { idempotencyKey: 'k-replay' });
+	const b = await stripe.checkout.sessions.create(params, { idempotencyKey: 'k-replay' });
+	assert.match(a.id, /^cs_test_/);
+	assert.equal(a.amount_total, 3000);
+	assert.equal(b.id, a.id);
+	assert.equal(b.lastResponse.headers['idempotent-replayed'], 'true');
+	assert.equal(a.lastResponse.headers['idempotent-replayed'], undefined);
+	assert.equal(fake.created, 1);
+});
+
+test('same key with other parameters is an idempotency_error', async () => {
+	await stripe.checkout.sessions.create(params, { idempotencyKey: 'k-params' });
+	await assert.rejects(
+		stripe.checkout.sessions.create({ ...params, client_reference_id: 'other' }, { idempotencyKey: 'k-params' }),
+		(err) => err.type === 'StripeIdempotencyError' && err.statusCode === 400);
+});
+
+test('same key while the first request executes is 409 idempotency_key_in_use', async () => {
+	fake.fault('delay', { ms: 300 });
+	const first = stripe.checkout.sessions.create(params, { idempotencyKey: 'k-busy' });
+	await new Promise((r) => setTimeout(r, 100));
+	await assert.rejects(stripe.checkout.sessions.create(params, { idempotencyKey: 'k-busy' }),
+		(err) => err.statusCode === 409 && err.code === 'idempotency_key_in_use');
+	const s = await first;
+	assert.equal((await stripe.checkout.sessions.create(params, { idempotencyKey: 'k-busy' })).id, s.id);
+});
+
+test('drop: the object exists although the client saw only a closed connection', async () => {
+	const before = fake.created;
+	// Two drops: the SDK retries a closed connection once even with retries off.
+	fake.fault('drop', { times: 2 });
+	await assert.rejects(stripe.checkout.sessions.create(params, { idempotencyKey: 'k-drop' }),
+		(err) => err.type === 'StripeConnectionError');
+	assert.equal(fake.created, before + 1);
+	assert.deepEqual(fake.requests.filter((r) => r.key === 'k-drop').map((r) => r.outcome), ['created', 'replayed_dropped']);
+	const s = await stripe.checkout.sessions.create(params, { idempotencyKey: 'k-drop' });
+	assert.equal(s.lastResponse.headers['idempotent-replayed'], 'true');
+	assert.equal(fake.created, before + 1);
+});
+
+test('card_declined is saved under the key; 500 is not', async () => {
+	fake.fault('card_declined');
+	for (let i = 0; i < 2; i++)
+		await assert.rejects(stripe.checkout.sessions.create(params, { idempotencyKey: 'k-card' }),
+			(err) => err.type === 'StripeCardError' && err.code === 'card_declined' && err.statusCode === 402);
+	fake.fault('500');
+	const before = fake.created;
+	await assert.rejects(stripe.checkout.sessions.create(params, { idempotencyKey: 'k-500' }), (err) => err.statusCode === 500);
+	await stripe.checkout.sessions.create(params, { idempotencyKey: 'k-500' });
+	assert.equal(fake.created, before + 1);
+});
+
+test('wrong API key is 401', async () => {
+	const bad = new Stripe('pk_live_nope', { ...fake.sdkOptions(), maxNetworkRetries: 0, telemetry: false });
+	await assert.rejects(bad.checkout.sessions.create(params), (err) => err.statusCode === 401);
+});
