@@ -1,0 +1,138 @@
+'use strict';
+// The checkout handler: one Stripe Checkout Session per checkoutSessionId,
+// whatever the client, the network or this process does.
+//
+//   begin  -> acquired    call Stripe with the key stripe_idem returned, record
+//          -> completed   replay the stored result, no Stripe call
+//          -> in_progress 409 + Retry-After (someone else holds the lease)
+//          -> mismatch    422 (same checkoutSessionId, different cart)
+//
+// Returns { status, headers, body } so it can sit behind node:http, an edge
+// runtime or a test without change.
+
+const { parseCheckout, InputError } = require('./checkout-input');
+const { isDefinitive, storedError } = require('./stripe-errors');
+
+const OPERATION = 'checkout:create';
+
+function reply(status, body, headers = {}) {
+	return { status, headers, body };
+}
+
+function retryLater(message, seconds = 1) {
+	return reply(503, { error: { type: 'retry', message } }, { 'Retry-After': String(seconds) });
+}
+
+// A stored outcome (a session or a definitive Stripe error) as an answer.
+function fromStored(sessionId, stored, replayed) {
+	const headers = replayed ? { 'Idempotent-Replayed': 'true' } : {};
+	if (stored && stored.error) return reply(stored.status, { error: stored.error }, headers);
+	const s = (stored && stored.session) || {};
+	return reply(200, { sessionId: sessionId || s.id, url: s.url || null, replayed }, headers);
+}
+
+function dbFailure(err, log, fields) {
+	if (err.code === '22023' || err.code === '22004')
+		return reply(400, { error: { type: 'invalid_request', message: err.message } });
+	log.error('database call failed', { ...fields, code: err.code, message: err.message });
+	return retryLater('the checkout could not be started, retry');
+}
+
+// release_stripe_idempotency identifies the lease by the key alone, and a
+// takeover keeps the key: once our lease has run out, a release could drop
+// the lease of whoever took over. Release only while the lease is ours.
+async function releaseQuietly(deps, id, key, leaseEndsAt) {
+	if (Date.now() >= leaseEndsAt) {
+		deps.log.warn('lease already ran out, not released', { checkoutSessionId: id });
+		return;
+	}
+	try {
+		await deps.store.release(OPERATION, id, key);
+	} catch (err) {
+		// The lease runs out on its own; the retry just waits for it.
+		deps.log.warn('release failed, the lease will expire instead', { checkoutSessionId: id, message: err.message });
+	}
+}
+
+async function createSession(deps, input, key, attempts, leaseEndsAt) {
+	const { stripe, store, log, hooks = {} } = deps;
+	const id = input.checkoutSessionId;
+	if (attempts > 1) log.info('taking over an unfinished checkout with the same Idempotency-Key', { checkoutSessionId: id, attempts });
+
+	let outcome;
+	let resourceId = null;
+	try {
+		const session = await stripe.checkout.sessions.create(input.stripeParams, { idempotencyKey: key });
+		resourceId = session.id;
+		outcome = { status: 200, session: { id: session.id, url: session.url, amount_total: session.amount_total, currency: session.currency } };
+	} catch (err) {
+		if (!isDefinitive(err)) {
+			// We do not know whether Stripe acted. Release so the client's retry
+			// gets the lease at once; it sends the same key and Stripe replays.
+			log.warn('transient Stripe failure, lease released', { checkoutSessionId: id, status: err.statusCode, type: err.type, message: err.message });
+			await releaseQuietly(deps, id, key, leaseEndsAt);
+			return retryLater('payment provider unavailable, retry', 1);
+		}
+		outcome = storedError(err);
+	}
+
+	if (hooks.beforeRecord) await hooks.beforeRecord({ checkoutSessionId: id, key, outcome });
+
+	let rec;
+	try {
+		rec = await store.record(OPERATION, id, key, resourceId, outcome);
+	} catch (err) {
+		// Stripe has the session, the database does not know yet. The retry
+		// reuses the key, Stripe replays, and that attempt records it.
+		log.error('could not record the Stripe result', { checkoutSessionId: id, sessionId: resourceId, code: err.code, message: err.message });
+		await releaseQuietly(deps, id, key, leaseEndsAt);
+		return retryLater('the checkout could not be saved, retry', 1);
+	}
+	if (!rec.recorded) {
+		// Someone took the operation over after our lease ran out and finished
+		// first; with the same key Stripe gave them the same session.
+		log.info('Idempotent request - returning existing session', { checkoutSessionId: id, sessionId: rec.resource_id });
+		return fromStored(rec.resource_id, rec.response, true);
+	}
+	return fromStored(resourceId, outcome, false);
+}
+
+// deps: { store: IdempotencyStore, stripe: Stripe, config, log, hooks? }
+async function handleCheckout(deps, body) {
+	const { store, log } = deps;
+	let input;
+	try {
+		input = parseCheckout(body, deps.config);
+	} catch (err) {
+		if (err instanceof InputError) return reply(400, { error: { type: 'invalid_request', message: err.message } });
+		throw err;
+	}
+	const id = input.checkoutSessionId;
+
+	// The lease starts at the database's statement_timestamp(), which is
+	// after this moment: counting from here errs on the short side.
+	const leaseEndsAt = Date.now() + deps.config.leaseSeconds * 1000;
+	let b;
+	try {
+		b = await store.begin(OPERATION, id, input.requestParams);
+	} catch (err) {
+		return dbFailure(err, log, { checkoutSessionId: id });
+	}
+
+	switch (b.state) {
+		case 'acquired':
+			return createSession(deps, input, b.key, b.attempts, leaseEndsAt);
+		case 'completed':
+			log.info('Idempotent request - returning existing session', { checkoutSessionId: id, sessionId: b.resource_id });
+			return fromStored(b.resource_id, b.response, true);
+		case 'in_progress':
+			return reply(409, { error: { type: 'in_progress', message: 'this checkout is being created, retry shortly' } },
+				{ 'Retry-After': String(Math.max(1, b.retry_after_s || 0)) });
+		case 'mismatch':
+			return reply(422, { error: { type: 'mismatch', message: 'this checkoutSessionId was already used with a different cart' } });
+		default:
+			throw new Error(`begin_stripe_idempotency returned unknown state ${b.state}`);
+	}
+}
+
+module.exports = { handleCheckout, OPERATION };

@@ -1,0 +1,105 @@
+'use strict';
+// The handler's branches with an in-memory store standing in for stripe_idem
+// and the real SDK against the fake. No database needed.
+
+const { test, before, after, beforeEach } = require('node:test');
+const assert = require('node:assert/strict');
+const { startFakeStripe } = require('../fake-stripe/server');
+const { handleCheckout } = require('../src/checkout');
+const { createStripe, worstCaseCallMs, assertLeaseCoversStripe } = require('../src/stripe-client');
+const { MemoryStore } = require('./support/memory-store');
+const { captureLog, checkoutBody } = require('./support/stack');
+
+let fake;
+let deps;
+
+before(async () => {
+	fake = await startFakeStripe();
+});
+after(() => fake.close());
+beforeEach(() => {
+	deps = {
+		store: new MemoryStore(),
+		stripe: createStripe({ apiKey: 'sk_test_fake', ...fake.sdkOptions(), timeoutMs: 1000, maxNetworkRetries: 1 }),
+		config: { leaseSeconds: 3, successUrl: 'https://shop.test/ok', cancelUrl: 'https://shop.test/cart' },
+		log: captureLog(),
+	};
+});
+
+test('acquired: creates the session and records it; a retry replays it', async () => {
+	const a = await handleCheckout(deps, checkoutBody('unit-1'));
+	assert.equal(a.status, 200);
+	assert.match(a.body.sessionId, /^cs_test_/);
+	const b = await handleCheckout(deps, checkoutBody('unit-1'));
+	assert.equal(b.status, 200);
+	assert.equal(b.body.sessionId, a.body.sessionId);
+	assert.equal(b.headers['Idempotent-Replayed'], 'true');
+	assert.deepEqual(deps.store.calls, ['begin', 'record', 'begin']);
+	assert.ok(deps.log.lines.some((l) => l.msg === 'Idempotent request - returning existing session'));
+});
+
+test('in_progress is 409 with Retry-After, mismatch is 422', async () => {
+	await deps.store.begin('checkout:create', 'unit-2', { cart: checkoutBody('unit-2').cart, buyer: { email: 'guest@example.com' } });
+	const busy = await handleCheckout(deps, checkoutBody('unit-2'));
+	assert.equal(busy.status, 409);
+	assert.ok(Number(busy.headers['Retry-After']) >= 1);
+	const other = await handleCheckout(deps, checkoutBody('unit-2', { email: 'someone@example.com' }));
+	assert.equal(other.status, 422);
+});
+
+test('transient Stripe failure releases the lease and answers 503', async () => {
+	fake.fault('500', { times: 2 }); // both SDK attempts
+	const r = await handleCheckout(deps, checkoutBody('unit-3'));
+	assert.equal(r.status, 503);
+	assert.equal(r.headers['Retry-After'], '1');
+	assert.deepEqual(deps.store.calls, ['begin', 'release']);
+	assert.equal((await handleCheckout(deps, checkoutBody('unit-3'))).status, 200);
+});
+
+test('after its lease ran out the handler does not release: it may be a successor\'s', async () => {
+	deps.config.leaseSeconds = 1;
+	deps.store.leaseMs = 1000;
+	deps.stripe = createStripe({ apiKey: 'sk_test_fake', ...fake.sdkOptions(), timeoutMs: 5000, maxNetworkRetries: 0 });
+	fake.fault('500', { ms: 1200 });
+	const r = await handleCheckout(deps, checkoutBody('unit-stale'));
+	assert.equal(r.status, 503);
+	assert.deepEqual(deps.store.calls, ['begin']);
+	assert.ok(deps.log.lines.some((l) => l.msg === 'lease already ran out, not released'));
+});
+
+test('definitive Stripe failure is recorded and replayed', async () => {
+	fake.fault('card_declined');
+	const a = await handleCheckout(deps, checkoutBody('unit-4'));
+	assert.equal(a.status, 402);
+	assert.equal(a.body.error.code, 'card_declined');
+	const requests = fake.requests.length;
+	const b = await handleCheckout(deps, checkoutBody('unit-4'));
+	assert.deepEqual(b.body, a.body);
+	assert.equal(fake.requests.length, requests);
+});
+
+test('a failed record answers 503; the retry gets the same session from Stripe', async () => {
+	deps.store.failRecord = Object.assign(new Error('connection terminated'), { code: '57P01' });
+	const created = fake.created;
+	assert.equal((await handleCheckout(deps, checkoutBody('unit-5'))).status, 503);
+	const r = await handleCheckout(deps, checkoutBody('unit-5'));
+	assert.equal(r.status, 200);
+	assert.equal(fake.created, created + 1);
+	assert.equal(fake.requests.at(-1).outcome, 'replayed');
+});
+
+test('invalid input is 400 before touching the database', async () => {
+	for (const body of [{}, { checkoutSessionId: 'x', cart: { currency: 'eur', items: [] }, email: 'a@b' },
+		{ ...checkoutBody('unit-6'), customerId: 'cus_1' }, { ...checkoutBody('has space') }]) {
+		assert.equal((await handleCheckout(deps, body)).status, 400, JSON.stringify(body));
+	}
+	assert.deepEqual(deps.store.calls, []);
+});
+
+test('the lease must outlast the SDK worst case', () => {
+	assert.equal(worstCaseCallMs({ timeoutMs: 20000, maxNetworkRetries: 1 }), 40500);
+	assert.equal(worstCaseCallMs({ timeoutMs: 20000, maxNetworkRetries: 0 }), 40500);
+	assert.equal(worstCaseCallMs({ timeoutMs: 80000, maxNetworkRetries: 2 }), 241500);
+	assert.doesNotThrow(() => assertLeaseCoversStripe(90, { timeoutMs: 20000, maxNetworkRetries: 1 }));
+	assert.throws(() => assertLeaseCoversStripe(90, { timeoutMs: 80000, maxNetworkRetries: 2 }), /shorter than/);
+});

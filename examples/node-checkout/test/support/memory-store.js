@@ -1,0 +1,57 @@
+'use strict';
+// An in-memory stand-in for IdempotencyStore with the same answers as
+// stripe_idem, for testing the handler's branches without a database. The
+// end-to-end tests use the real extension.
+
+const crypto = require('node:crypto');
+
+class MemoryStore {
+	constructor({ leaseMs = 3000 } = {}) {
+		this.leaseMs = leaseMs;
+		this.rows = new Map();
+		this.calls = [];
+		this.failRecord = null; // an Error to throw from the next record()
+	}
+
+	async begin(type, id, params) {
+		this.calls.push('begin');
+		const k = `${type}\0${id}`;
+		const fp = JSON.stringify(params);
+		const now = Date.now();
+		let row = this.rows.get(k);
+		if (!row) {
+			row = { key: crypto.randomUUID(), fp, status: 'in_progress', attempts: 0, lockedUntil: 0 };
+			this.rows.set(k, row);
+		}
+		if (row.fp !== fp) return { state: 'mismatch' };
+		if (row.status === 'completed') return { state: 'completed', key: row.key, resource_id: row.resource_id, response: row.response };
+		if (row.lockedUntil > now) return { state: 'in_progress', retry_after_s: Math.ceil((row.lockedUntil - now) / 1000) };
+		row.lockedUntil = now + this.leaseMs;
+		row.attempts++;
+		return { state: 'acquired', key: row.key, attempts: row.attempts };
+	}
+
+	async record(type, id, key, resourceId, response) {
+		this.calls.push('record');
+		if (this.failRecord) {
+			const e = this.failRecord;
+			this.failRecord = null;
+			throw e;
+		}
+		const row = this.rows.get(`${type}\0${id}`);
+		if (row.key !== key) throw Object.assign(new Error('key conflict'), { code: '23505' });
+		if (row.status === 'completed') return { recorded: false, resource_id: row.resource_id, response: row.response };
+		Object.assign(row, { status: 'completed', resource_id: resourceId, response, lockedUntil: 0 });
+		return { recorded: true, resource_id: resourceId, response };
+	}
+
+	async release(type, id, key) {
+		this.calls.push('release');
+		const row = this.rows.get(`${type}\0${id}`);
+		if (!row || row.key !== key || row.status !== 'in_progress') return false;
+		row.lockedUntil = 0;
+		return true;
+	}
+}
+
+module.exports = { MemoryStore };
