@@ -35,19 +35,10 @@ build_flags=()
 if [ "$asan" = 1 ]; then
 	build_flags=(COPT="-fsanitize=address -fno-omit-frame-pointer -O1 -g")
 fi
-# One build at a time in this tree: a second run in parallel would clean
-# the objects the first is linking.
-exec 9>"$here/.build.lock"
-flock 9
-if ! { make -s clean >/dev/null && make -s "${build_flags[@]}" >build.log 2>&1 && make -s install >>build.log 2>&1; }; then
-	cat build.log
-	echo "stripe_idem: build or install failed (make install needs write access to $(pg_config --pkglibdir); run as root)" >&2
+if ! bash test/lib/build_install.sh "${build_flags[@]}"; then
 	echo "0 passed, 1 failed"
 	exit 1
 fi
-grep -E "warning|error" build.log && echo "(compiler output above)"
-rm -f build.log
-flock -u 9
 
 # A private copy the test user owns: the checkout may live where postgres
 # cannot write (or even read), and results/ must never land in the tree.

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# The demo itself, run as the cluster's owner by test/demo.sh.
+set -euo pipefail
+DEMO=$1
+source "$DEMO/cluster.sh"
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+sql() {
+	printf '%s\n' "$1" | sed 's/^/  sql> /'
+	cluster_psql -P pager=off -c "$1"
+}
+
+say "starting a throwaway cluster in $DEMO (port chosen at random)"
+cluster_start "$DEMO/cluster" \
+	"shared_preload_libraries = 'stripe_idem'" \
+	"stripe_idem.databases = 'postgres'" \
+	"stripe_idem.sweep_interval = '2s'"
+echo "  listening on $PGHOST, port $PGPORT"
+sql "CREATE EXTENSION stripe_idem;"
+
+say "1. a browser posts checkout cs_demo_1: begin before calling Stripe"
+sql "SELECT state, stripe_idempotency_key, attempts
+     FROM begin_stripe_idempotency('checkout:create', 'cs_demo_1', '{\"price\": \"price_123\", \"qty\": 2}');"
+KEY=$(cluster_psql -At -c "SELECT stripe_idempotency_key FROM stripe_idempotency_keys WHERE operation_id = 'cs_demo_1'")
+echo "  -> acquired: the app now calls stripe.checkout.sessions.create(params, { idempotencyKey: '$KEY' })"
+
+say "2. the user double-clicks: a second request arrives while the first is still talking to Stripe"
+sql "SELECT state, stripe_idempotency_key, retry_after
+     FROM begin_stripe_idempotency('checkout:create', 'cs_demo_1', '{\"price\": \"price_123\", \"qty\": 2}');"
+echo "  -> in_progress: no key handed out, answer 409 with Retry-After; Stripe is not called twice"
+
+say "3. Stripe answered cs_test_a1B2c3: record it"
+sql "SELECT * FROM record_stripe_idempotency('checkout:create', 'cs_demo_1', '$KEY',
+       'cs_test_a1B2c3', '{\"id\": \"cs_test_a1B2c3\", \"url\": \"https://checkout.stripe.com/c/pay/cs_test_a1B2c3\"}');"
+
+say "4. the browser retries: same session id, no Stripe call"
+sql "SELECT state, stripe_resource_id, response ->> 'url' AS url
+     FROM begin_stripe_idempotency('checkout:create', 'cs_demo_1', '{\"price\": \"price_123\", \"qty\": 2}');"
+
+say "5. the same checkout id with a different cart is refused"
+sql "SELECT state FROM begin_stripe_idempotency('checkout:create', 'cs_demo_1', '{\"price\": \"price_999\", \"qty\": 1}');"
+
+say "6. a process dies after Stripe answered but before record; once the lease runs out the retry gets the SAME key"
+sql "SELECT state, stripe_idempotency_key FROM begin_stripe_idempotency('checkout:create', 'cs_demo_2', NULL, lease => '1 second');"
+sleep 1.2
+sql "SELECT state, stripe_idempotency_key, attempts FROM begin_stripe_idempotency('checkout:create', 'cs_demo_2', NULL, lease => '1 second');"
+echo "  -> same key: Stripe replays the first call instead of creating a second session"
+
+say "7. expiry: 1000 old keys whose ttl has passed, next to the live ones"
+sql "INSERT INTO stripe_idempotency_keys (operation_type, operation_id, stripe_idempotency_key, status,
+                                         stripe_resource_id, expires_at)
+     SELECT 'checkout:create', 'old_' || g, 'checkout:create:old_' || g, 'completed', 'cs_test_old_' || g,
+            now() - interval '1 hour'
+     FROM generate_series(1, 1000) g;"
+sql "SELECT count(*) FILTER (WHERE expires_at <= now()) AS expired, count(*) FILTER (WHERE expires_at > now()) AS live
+     FROM stripe_idempotency_keys;"
+echo "  waiting for the cleanup..."
+sql "SELECT cleanup_expired_idempotency_keys() AS deleted;"
+sql "SELECT count(*) FILTER (WHERE expires_at <= now()) AS expired, count(*) FILTER (WHERE expires_at > now()) AS live
+     FROM stripe_idempotency_keys;"
+
+say "8. what the server counted"
+sql "SELECT acquired, completed_replays, in_progress_conflicts, mismatches, records, rows_swept FROM stripe_idem_stats;"
+
+say "done; stopping the cluster and removing $DEMO"
