@@ -12,6 +12,18 @@ SELECT status, locked_until FROM stripe_idempotency_keys WHERE operation_id = 'r
 SELECT state, stripe_idempotency_key = :'k' AS same_key, attempts
 FROM begin_stripe_idempotency('refund:create', 'rel_1');
 
+-- A takeover keeps the key, so a holder whose lease already ran out could
+-- release the new holder's lease by key alone. Passing the attempts value
+-- begin returned fences that off: only the current holder's release counts.
+SELECT stripe_idempotency_key AS kf FROM begin_stripe_idempotency('refund:create', 'fence') \gset
+UPDATE stripe_idempotency_keys SET locked_until = statement_timestamp() - interval '1 second'
+WHERE operation_id = 'fence';
+SELECT state, attempts FROM begin_stripe_idempotency('refund:create', 'fence');
+SELECT release_stripe_idempotency('refund:create', 'fence', :'kf', 1) AS late_release;
+SELECT state FROM begin_stripe_idempotency('refund:create', 'fence');
+SELECT release_stripe_idempotency('refund:create', 'fence', :'kf', 2) AS holder_release;
+SELECT state, attempts FROM begin_stripe_idempotency('refund:create', 'fence');
+
 -- Releasing with the wrong key, an unknown operation or a completed one
 -- does nothing and says so.
 SELECT release_stripe_idempotency('refund:create', 'rel_1', 'refund:create:rel_1:other') AS wrong_key;

@@ -123,10 +123,15 @@ RETURNS TABLE (
 AS 'MODULE_PATHNAME', 'record_stripe_idempotency'
 LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1;
 
+-- attempt, when given, is the attempts value begin returned with "acquired":
+-- it fences off a caller whose lease already ran out and was taken over
+-- (same key, higher attempts), so a late release cannot drop the new
+-- holder's lease.
 CREATE FUNCTION release_stripe_idempotency(
 	operation_type text,
 	operation_id text,
-	stripe_idempotency_key text)
+	stripe_idempotency_key text,
+	attempt integer DEFAULT NULL)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'release_stripe_idempotency'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;

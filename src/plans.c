@@ -158,12 +158,14 @@ static const SiPlanDef plan_defs[SI_NUM_PLANS] = {
 		6, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, INTERVALOID}
 	},
 	[SI_PLAN_RELEASE] = {
+		/* $4 the caller's attempt number, or NULL for "any holder" */
 		"UPDATE @table@ SET locked_until = NULL, updated_at = " SI_NOW
 		SI_WHERE_PK
 		" AND status" SI_EQ "'in_progress'"
 		" AND stripe_idempotency_key" SI_EQ "$3"
+		" AND ($4 IS NULL OR attempts" SI_EQ "$4)"
 		" AND expires_at OPERATOR(pg_catalog.>) " SI_NOW,
-		3, {TEXTOID, TEXTOID, TEXTOID}
+		4, {TEXTOID, TEXTOID, TEXTOID, INT4OID}
 	},
 	[SI_PLAN_CLEANUP_BATCH] = {
 		/*
