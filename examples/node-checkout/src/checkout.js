@@ -38,23 +38,20 @@ function dbFailure(err, log, fields) {
 	return retryLater('the checkout could not be started, retry');
 }
 
-// release_stripe_idempotency identifies the lease by the key alone, and a
-// takeover keeps the key: once our lease has run out, a release could drop
-// the lease of whoever took over. Release only while the lease is ours.
-async function releaseQuietly(deps, id, key, leaseEndsAt) {
-	if (Date.now() >= leaseEndsAt) {
-		deps.log.warn('lease already ran out, not released', { checkoutSessionId: id });
-		return;
-	}
+// A takeover keeps the key, so the release names our attempt too: if our
+// lease already ran out and someone took over, it matches nothing and the
+// new holder keeps its lease.
+async function releaseQuietly(deps, id, key, attempts) {
 	try {
-		await deps.store.release(OPERATION, id, key);
+		const released = await deps.store.release(OPERATION, id, key, attempts);
+		if (!released) deps.log.warn('lease no longer ours, nothing released', { checkoutSessionId: id, attempts });
 	} catch (err) {
 		// The lease runs out on its own; the retry just waits for it.
 		deps.log.warn('release failed, the lease will expire instead', { checkoutSessionId: id, message: err.message });
 	}
 }
 
-async function createSession(deps, input, key, attempts, leaseEndsAt) {
+async function createSession(deps, input, key, attempts) {
 	const { stripe, store, log, hooks = {} } = deps;
 	const id = input.checkoutSessionId;
 	if (attempts > 1) log.info('taking over an unfinished checkout with the same Idempotency-Key', { checkoutSessionId: id, attempts });
@@ -70,7 +67,7 @@ async function createSession(deps, input, key, attempts, leaseEndsAt) {
 			// We do not know whether Stripe acted. Release so the client's retry
 			// gets the lease at once; it sends the same key and Stripe replays.
 			log.warn('transient Stripe failure, lease released', { checkoutSessionId: id, status: err.statusCode, type: err.type, message: err.message });
-			await releaseQuietly(deps, id, key, leaseEndsAt);
+			await releaseQuietly(deps, id, key, attempts);
 			return retryLater('payment provider unavailable, retry', 1);
 		}
 		outcome = storedError(err);
@@ -85,7 +82,7 @@ async function createSession(deps, input, key, attempts, leaseEndsAt) {
 		// Stripe has the session, the database does not know yet. The retry
 		// reuses the key, Stripe replays, and that attempt records it.
 		log.error('could not record the Stripe result', { checkoutSessionId: id, sessionId: resourceId, code: err.code, message: err.message });
-		await releaseQuietly(deps, id, key, leaseEndsAt);
+		await releaseQuietly(deps, id, key, attempts);
 		return retryLater('the checkout could not be saved, retry', 1);
 	}
 	if (!rec.recorded) {
@@ -109,9 +106,6 @@ async function handleCheckout(deps, body) {
 	}
 	const id = input.checkoutSessionId;
 
-	// The lease starts at the database's statement_timestamp(), which is
-	// after this moment: counting from here errs on the short side.
-	const leaseEndsAt = Date.now() + deps.config.leaseSeconds * 1000;
 	let b;
 	try {
 		b = await store.begin(OPERATION, id, input.requestParams);
@@ -121,7 +115,7 @@ async function handleCheckout(deps, body) {
 
 	switch (b.state) {
 		case 'acquired':
-			return createSession(deps, input, b.key, b.attempts, leaseEndsAt);
+			return createSession(deps, input, b.key, b.attempts);
 		case 'completed':
 			log.info('Idempotent request - returning existing session', { checkoutSessionId: id, sessionId: b.resource_id });
 			return fromStored(b.resource_id, b.response, true);

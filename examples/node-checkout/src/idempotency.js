@@ -13,7 +13,7 @@ const RECORD = `
 SELECT recorded, stripe_resource_id AS resource_id, response
   FROM record_stripe_idempotency($1, $2, $3, $4, $5::jsonb, $6::interval)`;
 
-const RELEASE = `SELECT release_stripe_idempotency($1, $2, $3) AS released`;
+const RELEASE = `SELECT release_stripe_idempotency($1, $2, $3, $4) AS released`;
 
 // 40001: the extension asks the caller to run the statement again.
 const MAX_SERIALIZATION_RETRIES = 5;
@@ -52,8 +52,10 @@ class IdempotencyStore {
 		return this._query(RECORD, [operationType, operationId, key, resourceId, JSON.stringify(response), this.ttl]);
 	}
 
-	async release(operationType, operationId, key) {
-		return (await this._query(RELEASE, [operationType, operationId, key])).released;
+	// attempts: what begin returned with "acquired"; it fences off a release
+	// from a holder whose lease was already taken over.
+	async release(operationType, operationId, key, attempts) {
+		return (await this._query(RELEASE, [operationType, operationId, key, attempts])).released;
 	}
 }
 

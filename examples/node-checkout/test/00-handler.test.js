@@ -56,15 +56,23 @@ test('transient Stripe failure releases the lease and answers 503', async () => 
 	assert.equal((await handleCheckout(deps, checkoutBody('unit-3'))).status, 200);
 });
 
-test('after its lease ran out the handler does not release: it may be a successor\'s', async () => {
+test('a release after a takeover names the old attempt and leaves the successor\'s lease alone', async () => {
 	deps.config.leaseSeconds = 1;
 	deps.store.leaseMs = 1000;
 	deps.stripe = createStripe({ apiKey: 'sk_test_fake', ...fake.sdkOptions(), timeoutMs: 5000, maxNetworkRetries: 0 });
 	fake.fault('500', { ms: 1200 });
-	const r = await handleCheckout(deps, checkoutBody('unit-stale'));
+	const late = handleCheckout(deps, checkoutBody('unit-stale'));
+	// While the first call waits on Stripe its lease runs out and a successor takes over.
+	await new Promise((r) => setTimeout(r, 1050));
+	const successor = await deps.store.begin('checkout:create', 'unit-stale', { cart: checkoutBody('unit-stale').cart, buyer: { email: 'guest@example.com' } });
+	assert.equal(successor.state, 'acquired');
+	assert.equal(successor.attempts, 2);
+	const r = await late;
 	assert.equal(r.status, 503);
-	assert.deepEqual(deps.store.calls, ['begin']);
-	assert.ok(deps.log.lines.some((l) => l.msg === 'lease already ran out, not released'));
+	assert.deepEqual(deps.store.calls, ['begin', 'begin', 'release']);
+	assert.ok(deps.log.lines.some((l) => l.msg === 'lease no longer ours, nothing released'));
+	const again = await deps.store.begin('checkout:create', 'unit-stale', { cart: checkoutBody('unit-stale').cart, buyer: { email: 'guest@example.com' } });
+	assert.equal(again.state, 'in_progress', 'the successor still holds its lease');
 });
 
 test('definitive Stripe failure is recorded and replayed', async () => {

@@ -45,10 +45,11 @@ class MemoryStore {
 		return { recorded: true, resource_id: resourceId, response };
 	}
 
-	async release(type, id, key) {
+	async release(type, id, key, attempts) {
 		this.calls.push('release');
 		const row = this.rows.get(`${type}\0${id}`);
 		if (!row || row.key !== key || row.status !== 'in_progress') return false;
+		if (attempts != null && row.attempts !== attempts) return false;
 		row.lockedUntil = 0;
 		return true;
 	}
