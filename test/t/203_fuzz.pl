@@ -1,0 +1,73 @@
+# Bad input: at least 10,000 calls from a fixed seed across every function
+# (test/fuzz/fuzz.pl says what is generated and what is checked). Every call
+# either does what the contract says or fails with the SQLSTATE documented
+# for its bad argument; a failed call leaves the table as it was; the server
+# never crashes.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use IPC::Run;
+
+my $seed = $ENV{STRIPE_IDEM_FUZZ_SEED} // 20260601;
+my $calls = 10000;
+
+my $node = PostgreSQL::Test::Cluster->new('fuzz');
+$node->init;
+$node->append_conf('postgresql.conf', q{
+shared_preload_libraries = 'stripe_idem'
+stripe_idem.sweep_interval = 0
+});
+$node->start;
+
+# A schema of its own: everything must work outside public.
+$node->safe_psql('postgres', q{
+	CREATE SCHEMA fuzz;
+	CREATE EXTENSION stripe_idem SCHEMA fuzz;
+});
+
+my $workdir = PostgreSQL::Test::Utils::tempdir('fuzz');
+my ($out, $err) = ('', '');
+my $fuzz = "$ENV{SRC}/test/fuzz/fuzz.pl";
+$fuzz = '../fuzz/fuzz.pl' unless -f $fuzz;
+{
+	local $ENV{PGHOST} = $node->host;
+	local $ENV{PGPORT} = $node->port;
+	local $ENV{PGDATABASE} = 'postgres';
+	local $ENV{PGUSER};
+	delete $ENV{PGUSER};
+	IPC::Run::run([ $^X, $fuzz, '--schema', 'fuzz', '--seed', $seed, '--calls', $calls,
+			'--workdir', $workdir, '--psql', $node->installed_command('psql'), '--timeout', 600 ],
+		'>', \$out, '2>', \$err, IPC::Run::timeout(660));
+}
+my $rc = $? >> 8;
+diag($out);
+diag($err) if $err ne '';
+
+my ($total) = $out =~ /^fuzz: seed \d+, (\d+) calls/m;
+my ($violations) = $out =~ /^fuzz: (\d+) violations$/m;
+ok(defined $total && $total >= $calls, "fuzz made at least $calls calls (seed $seed)");
+is($violations, 0, 'every call succeeded per the contract or failed with its documented SQLSTATE, leaving the table unchanged');
+is($rc, 0, 'fuzz script exit status');
+
+# Every kind of outcome the issue names was reached, so the run is not
+# quietly testing less than it claims.
+for my $what ('begin acquired', 'begin completed', 'begin in_progress', 'begin mismatch',
+	'record recorded=t', 'record recorded=f', 'release t', 'cleanup deleted some')
+{
+	like($out, qr/^fuzz: results: .*\b\Q$what\E [1-9]/m, "fuzz reached \"$what\"");
+}
+for my $code ('22004', '22023', '23505')
+{
+	like($out, qr/^fuzz: seed .* \Q$code\E [1-9]/m, "fuzz saw SQLSTATE $code");
+}
+
+# No backend crashed (a crash would also have restarted the postmaster,
+# which the script checks).
+ok(!$node->log_contains('terminated by signal|was terminated by exception|PANIC'),
+	'no backend crashed');
+is($node->safe_psql('postgres', 'SELECT 1'), '1', 'server still answers');
+
+$node->stop;
+done_testing();
