@@ -245,7 +245,9 @@ if command -v gnuplot >/dev/null && ls "$out"/sweep-*.dat >/dev/null 2>&1; then
 			echo "set grid ytics"
 			echo "set key top right"
 			xmax=$(for p in "${panels[@]}"; do echo "${p#*:}" | cut -d: -f1; done | sort -n | tail -n 1)
-			echo "set xrange [*:$(awk -v x="$xmax" 'BEGIN { printf "%.0f", x + 3 }')]"
+			xmin=$(for v in $variants; do [ -f "$out/series-$v.dat" ] && head -n 1 "$out/series-$v.dat"; done |
+				awk 'NR == 1 || $1 < m { m = $1 } END { printf "%.0f", m - 0.5 }')
+			echo "set xrange [$xmin:$(awk -v x="$xmax" 'BEGIN { printf "%.0f", x + 2 }')]"
 			i=0
 			for p in "${panels[@]}"; do
 				i=$((i + 1))
