@@ -166,3 +166,41 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 REVOKE ALL ON FUNCTION stripe_idem_stats() FROM PUBLIC;
 REVOKE ALL ON FUNCTION stripe_idem_stats_reset() FROM PUBLIC;
+
+--
+-- The background sweeper (needs shared_preload_libraries): one row per
+-- database in stripe_idem.databases, and a way to start a pass now.
+--
+CREATE FUNCTION stripe_idem_sweeper(
+	OUT database name,
+	OUT last_started timestamptz,
+	OUT last_finished timestamptz,
+	OUT last_rows_deleted bigint,
+	OUT total_rows_deleted bigint,
+	OUT passes bigint,
+	OUT last_error text,
+	OUT next_pass_at timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'stripe_idem_sweeper'
+LANGUAGE C VOLATILE PARALLEL SAFE ROWS 4;
+
+CREATE VIEW stripe_idem_sweeper AS SELECT * FROM stripe_idem_sweeper();
+
+-- Who may read it: monitoring roles, not everybody. The view reports on
+-- every swept database of the cluster, not only the one it is read in, and
+-- last_error repeats server errors about the keys table; that is the same
+-- audience as other sessions' activity in pg_stat_activity, so pg_monitor.
+-- A function called through a view is checked against the caller, so the
+-- function needs the grant as well as the view.
+REVOKE ALL ON FUNCTION stripe_idem_sweeper() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION stripe_idem_sweeper() TO pg_monitor;
+GRANT SELECT ON stripe_idem_sweeper TO pg_monitor;
+
+-- Starts a pass at once (also while sweep_interval is 0). An operator's
+-- action: superusers, and whoever they grant it to.
+CREATE FUNCTION stripe_idem_wake_sweeper()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'stripe_idem_wake_sweeper'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+REVOKE EXECUTE ON FUNCTION stripe_idem_wake_sweeper() FROM PUBLIC;

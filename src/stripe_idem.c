@@ -35,6 +35,7 @@ si_shmem_request(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	si_stats_request_shmem();
+	si_sweeper_request_shmem();
 }
 
 static void
@@ -43,6 +44,7 @@ si_shmem_startup(void)
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 	si_stats_startup_shmem();
+	si_sweeper_startup_shmem();
 }
 
 void
@@ -76,6 +78,9 @@ _PG_init(void)
 		shmem_request_hook = si_shmem_request;
 		prev_shmem_startup_hook = shmem_startup_hook;
 		shmem_startup_hook = si_shmem_startup;
+
+		si_sweeper_define_gucs();
+		si_sweeper_register_launcher();
 	}
 
 	MarkGUCPrefixReserved("stripe_idem");

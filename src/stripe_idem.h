@@ -126,4 +126,102 @@ extern void si_require_shmem(const char *feature);
 /* stripe_idem.c: shared memory hooks chain through here */
 extern bool si_preloaded;
 
+/* ---- background sweeper (sweeper_*.c) ---------------------------------- */
+
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+
+/* How many databases stripe_idem.databases may list (shared memory slots). */
+#define SI_SWEEPER_MAX_DATABASES	64
+/* Longest last_error kept per database, including the terminator. */
+#define SI_SWEEPER_ERRLEN			256
+
+/* sweeper_guc.c: settings, defined only when preloaded */
+typedef struct SiDatabaseList
+{
+	int			count;
+	NameData	names[FLEXIBLE_ARRAY_MEMBER];
+} SiDatabaseList;
+
+extern const SiDatabaseList *si_sweep_database_list;
+extern int	si_sweep_interval_secs;
+extern int	si_sweep_batch_size;
+extern char *si_sweep_role;
+extern bool si_log_sweeps;
+
+extern void si_sweeper_define_gucs(void);
+
+/* sweeper_state.c: shared memory, read by the views, written by the workers */
+typedef enum SiSweepOutcome
+{
+	SI_SWEEP_NONE,				/* never attempted */
+	SI_SWEEP_PENDING,			/* worker requested, not reported yet */
+	SI_SWEEP_RUNNING,			/* worker is sweeping */
+	SI_SWEEP_OK,				/* pass completed */
+	SI_SWEEP_NOT_INSTALLED,		/* extension missing or being created */
+	SI_SWEEP_FAILED,			/* pass ended by an error */
+	SI_SWEEP_SKIPPED			/* launcher could not start a worker there */
+} SiSweepOutcome;
+
+/* Why the launcher last logged something about a database; logged once. */
+typedef enum SiSweepNote
+{
+	SI_NOTE_NONE,
+	SI_NOTE_NOT_INSTALLED,
+	SI_NOTE_NO_DATABASE,
+	SI_NOTE_NO_CONNECTIONS
+} SiSweepNote;
+
+typedef struct SiSweepSlot
+{
+	bool		in_use;			/* holds a database's history */
+	bool		listed;			/* in stripe_idem.databases now */
+	int			position;		/* index in that list */
+	uint32		generation;		/* bumped whenever the slot changes hands */
+	NameData	dbname;
+	pid_t		worker_pid;		/* sweeper connected now, or 0 */
+	SiSweepOutcome outcome;
+	SiSweepNote note;
+	TimestampTz last_started;	/* 0 = never */
+	TimestampTz last_finished;
+	int64		last_rows_deleted;
+	int64		total_rows_deleted;
+	int64		passes;
+	char		last_error[SI_SWEEPER_ERRLEN];	/* "" = none */
+} SiSweepSlot;
+
+typedef struct SiSweeperShared
+{
+	LWLock	   *lock;			/* protects everything below */
+	pid_t		launcher_pid;	/* 0 when not running */
+	Latch	   *launcher_latch;
+	bool		wake_requested;
+	TimestampTz next_pass_at;	/* 0 = none scheduled */
+	bool		no_slot_logged; /* worker slot exhaustion was logged */
+	char		role_problem[SI_SWEEPER_ERRLEN];	/* last logged, "" = none */
+	SiSweepSlot slots[SI_SWEEPER_MAX_DATABASES];
+} SiSweeperShared;
+
+/* What the launcher hands each per-database worker in bgw_extra. */
+typedef struct SiSweepOrder
+{
+	Oid			dboid;
+	Oid			roleoid;		/* InvalidOid = bootstrap superuser */
+	uint32		generation;
+} SiSweepOrder;
+
+extern SiSweeperShared *si_sweeper;
+
+extern void si_sweeper_request_shmem(void);
+extern void si_sweeper_startup_shmem(void);
+extern void si_sweeper_publish_databases(void);
+extern void si_sweeper_set_error(SiSweepSlot *slot, const char *message);
+
+/* sweeper_launcher.c and sweeper_worker.c: the two kinds of worker */
+extern void si_sweeper_register_launcher(void);
+extern PGDLLEXPORT void si_sweeper_launcher_main(Datum main_arg);
+extern PGDLLEXPORT void si_sweeper_worker_main(Datum main_arg);
+
+/* ---- end of background sweeper ------------------------------------------ */
+
 #endif							/* STRIPE_IDEM_H */

@@ -1,0 +1,225 @@
+/*-------------------------------------------------------------------------
+ *
+ * sweeper_state.c
+ *	  The background sweeper's shared memory, and the SQL functions that
+ *	  read it (the stripe_idem_sweeper view) or poke the launcher
+ *	  (stripe_idem_wake_sweeper).
+ *
+ * One slot per listed database keeps that database's history: when its
+ * last pass started and finished, how many rows it deleted, why it last
+ * failed. The launcher assigns slots to the names in stripe_idem.databases
+ * (keeping a slot, and its history, for as long as the name stays listed);
+ * a per-database worker writes only its own slot, and only while the
+ * slot's generation is the one it was started for. One LWLock protects the
+ * lot: it is taken a few times per batch, never across anything slow.
+ *
+ * Copyright (c) 2026, The stripe_idem developers
+ * Licensed under the PostgreSQL License; see LICENSE.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "stripe_idem.h"
+
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/shmem.h"
+#include "utils/builtins.h"
+#include "utils/timestamp.h"
+
+#define SI_SWEEPER_TRANCHE	"stripe_idem sweeper"
+
+PG_FUNCTION_INFO_V1(stripe_idem_sweeper);
+PG_FUNCTION_INFO_V1(stripe_idem_wake_sweeper);
+
+SiSweeperShared *si_sweeper = NULL;
+
+void
+si_sweeper_request_shmem(void)
+{
+	RequestAddinShmemSpace(MAXALIGN(sizeof(SiSweeperShared)));
+	RequestNamedLWLockTranche(SI_SWEEPER_TRANCHE, 1);
+}
+
+/* Point the slots at the names now listed; the caller holds the lock. */
+static void
+publish_databases_locked(void)
+{
+	const SiDatabaseList *list = si_sweep_database_list;
+	int			count = list ? list->count : 0;
+	int			slot_of[SI_SWEEPER_MAX_DATABASES];
+	int			i,
+				s;
+
+	for (s = 0; s < SI_SWEEPER_MAX_DATABASES; s++)
+		si_sweeper->slots[s].listed = false;
+
+	/* First keep the slots of names that stay listed... */
+	for (i = 0; i < count; i++)
+	{
+		slot_of[i] = -1;
+		for (s = 0; s < SI_SWEEPER_MAX_DATABASES; s++)
+		{
+			SiSweepSlot *slot = &si_sweeper->slots[s];
+
+			if (slot->in_use && !slot->listed &&
+				strcmp(NameStr(slot->dbname), NameStr(list->names[i])) == 0)
+			{
+				slot->listed = true;
+				slot->position = i;
+				slot_of[i] = s;
+				break;
+			}
+		}
+	}
+
+	/*
+	 * ...then give new names a never-used slot, or else the slot of a name
+	 * no longer listed. There are as many slots as names may be listed.
+	 */
+	for (i = 0; i < count; i++)
+	{
+		SiSweepSlot *slot = NULL;
+		uint32		generation;
+
+		if (slot_of[i] >= 0)
+			continue;
+		for (s = 0; s < SI_SWEEPER_MAX_DATABASES && slot == NULL; s++)
+			if (!si_sweeper->slots[s].in_use)
+				slot = &si_sweeper->slots[s];
+		for (s = 0; s < SI_SWEEPER_MAX_DATABASES && slot == NULL; s++)
+			if (!si_sweeper->slots[s].listed)
+				slot = &si_sweeper->slots[s];
+		Assert(slot != NULL);
+
+		generation = slot->generation + 1;
+		memset(slot, 0, sizeof(SiSweepSlot));
+		slot->generation = generation;
+		slot->in_use = true;
+		slot->listed = true;
+		slot->position = i;
+		namestrcpy(&slot->dbname, NameStr(list->names[i]));
+	}
+}
+
+void
+si_sweeper_startup_shmem(void)
+{
+	bool		found;
+
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	si_sweeper = ShmemInitStruct("stripe_idem sweeper", sizeof(SiSweeperShared), &found);
+	if (!found)
+	{
+		memset(si_sweeper, 0, sizeof(SiSweeperShared));
+		si_sweeper->lock = &(GetNamedLWLockTranche(SI_SWEEPER_TRANCHE))->lock;
+		/* So that the view lists the databases before the launcher runs. */
+		publish_databases_locked();
+	}
+	LWLockRelease(AddinShmemInitLock);
+}
+
+/* After a reload: follow changes to stripe_idem.databases. */
+void
+si_sweeper_publish_databases(void)
+{
+	LWLockAcquire(si_sweeper->lock, LW_EXCLUSIVE);
+	publish_databases_locked();
+	LWLockRelease(si_sweeper->lock);
+}
+
+/* Set a slot's last_error ("" or NULL clears it); the caller holds the lock. */
+void
+si_sweeper_set_error(SiSweepSlot *slot, const char *message)
+{
+	strlcpy(slot->last_error, message ? message : "", SI_SWEEPER_ERRLEN);
+}
+
+/*
+ * stripe_idem_sweeper() RETURNS SETOF record
+ *
+ * One row per listed database, in the order of stripe_idem.databases.
+ */
+Datum
+stripe_idem_sweeper(PG_FUNCTION_ARGS)
+{
+#define SI_SWEEPER_COLS 8
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	SiSweepSlot *rows;
+	int			nrows = 0;
+	TimestampTz next_pass_at;
+	int			i,
+				s;
+
+	si_require_shmem("stripe_idem_sweeper");
+	InitMaterializedSRF(fcinfo, 0);
+
+	/* Copy under the lock, build tuples after releasing it. */
+	rows = palloc(sizeof(SiSweepSlot) * SI_SWEEPER_MAX_DATABASES);
+	LWLockAcquire(si_sweeper->lock, LW_SHARED);
+	next_pass_at = si_sweeper->launcher_pid != 0 ? si_sweeper->next_pass_at : 0;
+	for (i = 0; i < SI_SWEEPER_MAX_DATABASES; i++)
+	{
+		for (s = 0; s < SI_SWEEPER_MAX_DATABASES; s++)
+		{
+			if (si_sweeper->slots[s].listed && si_sweeper->slots[s].position == i)
+			{
+				rows[nrows++] = si_sweeper->slots[s];
+				break;
+			}
+		}
+	}
+	LWLockRelease(si_sweeper->lock);
+
+	for (i = 0; i < nrows; i++)
+	{
+		SiSweepSlot *slot = &rows[i];
+		Datum		values[SI_SWEEPER_COLS];
+		bool		nulls[SI_SWEEPER_COLS] = {0};
+
+		values[0] = NameGetDatum(&slot->dbname);
+		values[1] = TimestampTzGetDatum(slot->last_started);
+		nulls[1] = slot->last_started == 0;
+		values[2] = TimestampTzGetDatum(slot->last_finished);
+		nulls[2] = slot->last_finished == 0;
+		/* "last" describes the most recent pass, also while it is running */
+		values[3] = Int64GetDatum(slot->last_rows_deleted);
+		nulls[3] = slot->last_started == 0;
+		values[4] = Int64GetDatum(slot->total_rows_deleted);
+		values[5] = Int64GetDatum(slot->passes);
+		values[6] = CStringGetTextDatum(slot->last_error);
+		nulls[6] = slot->last_error[0] == '\0';
+		values[7] = TimestampTzGetDatum(next_pass_at);
+		nulls[7] = next_pass_at == 0;
+
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+
+	return (Datum) 0;
+}
+
+/*
+ * stripe_idem_wake_sweeper() RETURNS boolean
+ *
+ * Ask the launcher for a pass now, even while sweep_interval is 0. False
+ * when no launcher is running (not yet started, restarting, or the server
+ * is in recovery).
+ */
+Datum
+stripe_idem_wake_sweeper(PG_FUNCTION_ARGS)
+{
+	bool		woken = false;
+
+	si_require_shmem("stripe_idem_wake_sweeper");
+
+	LWLockAcquire(si_sweeper->lock, LW_EXCLUSIVE);
+	if (si_sweeper->launcher_pid != 0 && si_sweeper->launcher_latch != NULL)
+	{
+		si_sweeper->wake_requested = true;
+		SetLatch(si_sweeper->launcher_latch);
+		woken = true;
+	}
+	LWLockRelease(si_sweeper->lock);
+
+	PG_RETURN_BOOL(woken);
+}
