@@ -1,0 +1,91 @@
+# Fast shutdown in the middle of a pass over 1,000,000 expired rows does
+# not wait for the pass: the sweeper stops within its current batch, and
+# what it committed so far stays deleted. The time is printed; the bound
+# asserted is only a hang detector, speed itself is not the test.
+use strict;
+use warnings;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(time);
+
+my $rows = 1_000_000;
+
+my $node = PostgreSQL::Test::Cluster->new('sweeper_shutdown');
+$node->init;
+$node->append_conf('postgresql.conf', qq{
+shared_preload_libraries = 'stripe_idem'
+stripe_idem.sweep_interval = 0
+stripe_idem.sweep_batch_size = 2000
+});
+$node->start;
+
+# The text format CHECKs are set aside for the bulk load: they cost far
+# more than the load itself and play no part in deleting. They come back
+# NOT VALID, so the table has its usual shape while the sweeper runs.
+my $t0 = time;
+$node->safe_psql('postgres', qq{
+	CREATE EXTENSION stripe_idem;
+	CREATE TABLE formats AS
+		SELECT conname, pg_get_constraintdef(oid) AS def FROM pg_constraint
+		WHERE conrelid = 'stripe_idempotency_keys'::regclass AND conname LIKE '%_format';
+	DO \$\$
+	DECLARE c record;
+	BEGIN
+		FOR c IN SELECT * FROM formats LOOP
+			EXECUTE format('ALTER TABLE stripe_idempotency_keys DROP CONSTRAINT %I', c.conname);
+		END LOOP;
+	END \$\$;
+	INSERT INTO stripe_idempotency_keys (operation_type, operation_id,
+		stripe_idempotency_key, status, stripe_resource_id, expires_at)
+	SELECT 'bulk', 'op' || g, 'bulk:' || g, 'completed', 'ch_x',
+		now() - interval '1 day' + g * interval '1 ms'
+	FROM generate_series(1, $rows) g;
+	DO \$\$
+	DECLARE c record;
+	BEGIN
+		FOR c IN SELECT * FROM formats LOOP
+			EXECUTE format('ALTER TABLE stripe_idempotency_keys ADD CONSTRAINT %I %s NOT VALID',
+				c.conname, c.def);
+		END LOOP;
+	END \$\$;
+	CHECKPOINT;
+});
+note sprintf('wrote %d expired rows in %.1f s', $rows, time - $t0);
+
+# Start a pass and wait until it has committed a few batches.
+is($node->safe_psql('postgres', 'SELECT stripe_idem_wake_sweeper()'), 't', 'pass requested');
+ok($node->poll_query_until('postgres', q{
+		SELECT count(*) = 1 FROM pg_stat_activity
+		WHERE backend_type = 'stripe_idem sweeper'
+		  AND query LIKE 'stripe_idem sweeper: deleting expired keys, % deleted so far'}),
+	'the sweeper reports its progress in pg_stat_activity');
+ok($node->poll_query_until('postgres',
+		'SELECT last_rows_deleted >= 10000 AND last_finished IS NULL FROM stripe_idem_sweeper'),
+	'the pass is under way');
+
+$t0 = time;
+$node->stop('fast');
+my $took = time - $t0;
+note sprintf('fast shutdown during the pass took %.2f s', $took);
+cmp_ok($took, '<', 60, 'fast shutdown is not held up by the pass');
+ok($node->log_contains(
+		qr/FATAL:  terminating background worker "stripe_idem sweeper" due to administrator command/),
+	'the sweeper was stopped mid-pass');
+
+# The committed batches stay deleted; the next pass finishes the job.
+$node->start;
+my $left = $node->safe_psql('postgres', 'SELECT count(*) FROM stripe_idempotency_keys');
+note "rows left after the interrupted pass: $left";
+ok($left > 0 && $left < $rows, 'the interrupted pass deleted part of the rows');
+is($node->safe_psql('postgres', 'SELECT stripe_idem_wake_sweeper()'), 't', 'another pass');
+ok($node->poll_query_until('postgres',
+		'SELECT count(*) = 0 FROM stripe_idempotency_keys'),
+	'the next pass deletes the rest');
+ok($node->poll_query_until('postgres', qq{
+		SELECT passes = 1 AND last_rows_deleted = $left AND last_error IS NULL
+		FROM stripe_idem_sweeper}),
+	'the view shows the pass and its count');
+
+$node->stop('fast');
+done_testing();
