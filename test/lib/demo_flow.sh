@@ -54,10 +54,18 @@ sql "INSERT INTO stripe_idempotency_keys (operation_type, operation_id, stripe_i
      FROM generate_series(1, 1000) g;"
 sql "SELECT count(*) FILTER (WHERE expires_at <= now()) AS expired, count(*) FILTER (WHERE expires_at > now()) AS live
      FROM stripe_idempotency_keys;"
-echo "  waiting for the cleanup..."
-sql "SELECT cleanup_expired_idempotency_keys() AS deleted;"
+echo "  the background sweeper runs every 2 s here (stripe_idem.sweep_interval); waiting for its next pass..."
+for _ in $(seq 1 60); do
+	left=$(cluster_psql -At -c "SELECT count(*) FROM stripe_idempotency_keys WHERE expires_at <= now()")
+	[ "$left" = 0 ] && break
+	sleep 0.5
+done
 sql "SELECT count(*) FILTER (WHERE expires_at <= now()) AS expired, count(*) FILTER (WHERE expires_at > now()) AS live
      FROM stripe_idempotency_keys;"
+sql "SELECT database, last_rows_deleted, total_rows_deleted, passes, last_error FROM stripe_idem_sweeper;"
+echo "  the server log says:"
+grep -E "stripe_idem sweeper deleted" "$CLUSTER_LOG" | tail -n 1 | sed 's/^/    /'
+[ "$left" = 0 ] || { echo "the sweeper did not remove the expired keys" >&2; exit 1; }
 
 say "8. what the server counted"
 sql "SELECT acquired, completed_replays, in_progress_conflicts, mismatches, records, rows_swept FROM stripe_idem_stats;"
