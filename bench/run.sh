@@ -366,8 +366,9 @@ fi
 # A single statement calls the function SERVER_CALLS times; EXPLAIN ANALYZE
 # (TIMING OFF) reports the execution time, without client round trips.
 # The measuring session first reads the variant's table and indexes with
-# pg_prewarm: a backend's first touch of each shared buffer is a page fault
-# (no huge pages here), which would otherwise be counted as lookup time.
+# pg_prewarm, so they are in shared buffers whatever ran before. (It does not
+# spare the backend its first-touch page faults on those buffers: see
+# "scale" in docs/BENCHMARKS.md.)
 warm_sql() {
 	echo "SELECT count(pg_prewarm(x)) FROM (SELECT '$1'::regclass AS x UNION ALL
 		SELECT indexrelid::regclass FROM pg_index WHERE indrelid = '$1'::regclass) s"
@@ -456,8 +457,8 @@ if want scale; then
 			done
 		done
 	done
-	# The same lookups server-side, in a backend that has already mapped
-	# the whole table (see warm_sql): what is left is the index descent.
+	# The same lookups server-side: no client round trips, the table in
+	# shared buffers (see warm_sql).
 	for ((r = 1; r <= ROUNDS; r++)); do
 		for n in $SCALE_SMALL $SCALE_LARGE; do
 			if [ "$sv" = raw ]; then
