@@ -52,6 +52,11 @@ if [ "$(id -u)" = 0 ]; then
 	if [ -f "$TOP/test/lib/ensure_deps.sh" ]; then
 		bash "$TOP/test/lib/ensure_deps.sh" --bench || exit 1
 	fi
+	so="$(pg_config --pkglibdir 2>/dev/null)/stripe_idem.so"
+	newest_src=$(ls -t "$TOP"/src/*.c 2>/dev/null | head -n 1 || true)
+	if [ -f "$so" ] && [ -n "$newest_src" ] && [ "$newest_src" -nt "$so" ]; then
+		echo "bench/run.sh: warning: $newest_src is newer than the installed $so: measuring the installed build" >&2
+	fi
 	scratch=$(mktemp -d /tmp/stripe_idem_bench.XXXXXX)
 	mkdir -p "$scratch/tree/test/lib" "$scratch/out"
 	cp -r "$BENCH" "$scratch/tree/bench"
