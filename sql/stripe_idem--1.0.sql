@@ -12,9 +12,11 @@
 -- rows written by hand (or restored by pg_restore) obey them too.
 --
 CREATE TABLE stripe_idempotency_keys (
-	operation_type			text		NOT NULL,
-	operation_id			text		NOT NULL,
-	stripe_idempotency_key	text		NOT NULL,
+	-- The identifiers are ASCII tokens compared only for equality: the "C"
+	-- collation makes every index comparison a memcmp instead of strcoll.
+	operation_type			text COLLATE pg_catalog."C" NOT NULL,
+	operation_id			text COLLATE pg_catalog."C" NOT NULL,
+	stripe_idempotency_key	text COLLATE pg_catalog."C" NOT NULL,
 	request_fingerprint		text,
 	status					text		NOT NULL,
 	stripe_resource_id		text,
@@ -30,18 +32,26 @@ CREATE TABLE stripe_idempotency_keys (
 		PRIMARY KEY (operation_type, operation_id),
 	CONSTRAINT stripe_idempotency_keys_key_key
 		UNIQUE (stripe_idempotency_key),
+	-- Lengths by char_length and characters by an unbounded class: a bounded
+	-- regex repetition such as {1,255} costs hundreds of microseconds per
+	-- row, and these run on every write.
 	CONSTRAINT operation_type_format
-		CHECK (operation_type OPERATOR(pg_catalog.~) '^[A-Za-z0-9_.:-]{1,64}$'),
+		CHECK (pg_catalog.char_length(operation_type) OPERATOR(pg_catalog.<=) 64
+			   AND operation_type OPERATOR(pg_catalog.~) '^[A-Za-z0-9_.:-]+$'),
 	CONSTRAINT operation_id_format
-		CHECK (operation_id OPERATOR(pg_catalog.~) '^[!-~]{1,128}$'),
+		CHECK (pg_catalog.char_length(operation_id) OPERATOR(pg_catalog.<=) 128
+			   AND operation_id OPERATOR(pg_catalog.~) '^[!-~]+$'),
 	CONSTRAINT stripe_idempotency_key_format
-		CHECK (stripe_idempotency_key OPERATOR(pg_catalog.~) '^[!-~]{1,255}$'),
+		CHECK (pg_catalog.char_length(stripe_idempotency_key) OPERATOR(pg_catalog.<=) 255
+			   AND stripe_idempotency_key OPERATOR(pg_catalog.~) '^[!-~]+$'),
 	CONSTRAINT request_fingerprint_format
-		CHECK (request_fingerprint OPERATOR(pg_catalog.~) '^[0-9a-f]{64}$'),
+		CHECK (pg_catalog.char_length(request_fingerprint) OPERATOR(pg_catalog.=) 64
+			   AND request_fingerprint OPERATOR(pg_catalog.~) '^[0-9a-f]+$'),
 	CONSTRAINT status_value
 		CHECK (status OPERATOR(pg_catalog.=) ANY (ARRAY['in_progress', 'completed'])),
 	CONSTRAINT stripe_resource_id_length
-		CHECK (pg_catalog.char_length(stripe_resource_id) OPERATOR(pg_catalog.<=) 255),
+		CHECK (pg_catalog.char_length(stripe_resource_id) OPERATOR(pg_catalog.<=) 255
+			   AND stripe_resource_id OPERATOR(pg_catalog.<>) ''),
 	CONSTRAINT attempts_positive
 		CHECK (attempts OPERATOR(pg_catalog.>=) 1),
 	-- A completed operation must carry its result, or a replay would have
@@ -164,8 +174,12 @@ RETURNS void
 AS 'MODULE_PATHNAME', 'stripe_idem_stats_reset'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
+-- Monitoring roles may read the counters (as with stripe_idem_sweeper);
+-- resetting them stays with superusers.
 REVOKE ALL ON FUNCTION stripe_idem_stats() FROM PUBLIC;
 REVOKE ALL ON FUNCTION stripe_idem_stats_reset() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION stripe_idem_stats() TO pg_monitor;
+GRANT SELECT ON stripe_idem_stats TO pg_monitor;
 
 --
 -- The background sweeper (needs shared_preload_libraries): one row per
