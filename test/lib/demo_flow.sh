@@ -47,13 +47,15 @@ sql "SELECT state, stripe_idempotency_key, attempts FROM begin_stripe_idempotenc
 echo "  -> same key: Stripe replays the first call instead of creating a second session"
 
 say "7. expiry: 1000 old keys whose ttl has passed, next to the live ones"
-sql "INSERT INTO stripe_idempotency_keys (operation_type, operation_id, stripe_idempotency_key, status,
-                                         stripe_resource_id, expires_at)
-     SELECT 'checkout:create', 'old_' || g, 'checkout:create:old_' || g, 'completed', 'cs_test_old_' || g,
-            now() - interval '1 hour'
-     FROM generate_series(1, 1000) g;"
-sql "SELECT count(*) FILTER (WHERE expires_at <= now()) AS expired, count(*) FILTER (WHERE expires_at > now()) AS live
-     FROM stripe_idempotency_keys;"
+sql "WITH old AS (
+       INSERT INTO stripe_idempotency_keys (operation_type, operation_id, stripe_idempotency_key, status,
+                                            stripe_resource_id, expires_at)
+       SELECT 'checkout:create', 'old_' || g, 'checkout:create:old_' || g, 'completed', 'cs_test_old_' || g,
+              now() - interval '1 hour'
+       FROM generate_series(1, 1000) g
+       RETURNING 1)
+     SELECT (SELECT count(*) FROM old) AS expired_inserted,
+            (SELECT count(*) FROM stripe_idempotency_keys WHERE expires_at > now()) AS live;"
 echo "  the background sweeper runs every 2 s here (stripe_idem.sweep_interval); waiting for its next pass..."
 for _ in $(seq 1 60); do
 	left=$(cluster_psql -At -c "SELECT count(*) FROM stripe_idempotency_keys WHERE expires_at <= now()")
