@@ -31,7 +31,7 @@ else
 include $(PGXS)
 endif
 
-.PHONY: demo test bench bench-smoke test-asan
+.PHONY: demo test bench bench-smoke test-asan test-memcheck
 demo:
 	@bash test/demo.sh
 test:
@@ -40,5 +40,7 @@ bench:
 	@bash bench/run.sh
 bench-smoke:
 	@bash bench/run.sh --smoke
-test-asan:
+# Memory checking (also part of make test): regress, isolation and a fuzz
+# run under valgrind memcheck; test/suites/80-memcheck.sh says why not ASAN.
+test-asan test-memcheck:
 	@bash test/run_tests.sh --asan

@@ -9,6 +9,11 @@
 # prints no such line (crashed, killed) counts as one failure.
 #
 #   run_tests.sh [--asan] [suite-name-pattern ...]
+#
+# --asan (make test-asan) runs only the memory-checking suite, 80-memcheck:
+# the regression and isolation suites and a fuzz run with every server
+# process under valgrind memcheck (that suite says why not ASAN). It checks
+# the normal build, so nothing about the build or install changes.
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,19 +28,19 @@ for a in "$@"; do
 	esac
 done
 
-bash test/lib/ensure_deps.sh || exit 1
+bash test/lib/ensure_deps.sh --test || exit 1
 
 RUN_AS=()
 if [ "$(id -u)" = 0 ]; then
 	RUN_AS=(runuser -u postgres --)
 fi
 
-echo "== build and install"
-build_flags=()
-if [ "$asan" = 1 ]; then
-	build_flags=(COPT="-fsanitize=address -fno-omit-frame-pointer -O1 -g")
+if [ "$asan" = 1 ] && [ ${#patterns[@]} = 0 ]; then
+	patterns=(memcheck)
 fi
-if ! bash test/lib/build_install.sh "${build_flags[@]}"; then
+
+echo "== build and install"
+if ! bash test/lib/build_install.sh; then
 	echo "0 passed, 1 failed"
 	exit 1
 fi

@@ -4,16 +4,19 @@
 #   ensure_deps.sh            install what is missing (root), or print the apt line and fail
 #   ensure_deps.sh --check    only report; fail when something is missing
 #   ensure_deps.sh --bench    also the benchmark tools (gnuplot)
+#   ensure_deps.sh --test     also the static and memory checkers (cppcheck, valgrind)
 #
 # Only Debian package names are used, so the same line works on a fresh machine.
 set -euo pipefail
 
 check_only=0
 want_bench=0
+want_test=0
 for a in "$@"; do
 	case "$a" in
 		--check) check_only=1 ;;
 		--bench) want_bench=1 ;;
+		--test) want_test=1 ;;
 	esac
 done
 
@@ -25,6 +28,10 @@ missing=()
 perl -MIPC::Run -e 1 2>/dev/null || missing+=(libipc-run-perl)
 command -v make >/dev/null || missing+=(make)
 command -v gcc >/dev/null || missing+=(gcc)
+if [ "$want_test" = 1 ]; then
+	command -v cppcheck >/dev/null || missing+=(cppcheck)
+	command -v valgrind >/dev/null || missing+=(valgrind)
+fi
 if [ "$want_bench" = 1 ]; then
 	command -v gnuplot >/dev/null || missing+=(gnuplot-nox)
 fi
