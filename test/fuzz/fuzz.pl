@@ -30,6 +30,12 @@
 #   - the server stays up: one session runs every call, and the postmaster
 #     start time does not change.
 #
+# The server must have stripe_idem preloaded (the stats and sweeper
+# functions are called too), and stripe_idem.databases must not list the
+# fuzzed database: a pass started by stripe_idem_wake_sweeper() would
+# delete expired rows between two calls and the table checks would blame
+# the call.
+#
 # It prints how many calls it made and how they ended, per function and per
 # SQLSTATE, and exits 0 only if nothing was violated.
 use strict;
@@ -422,6 +428,29 @@ sub gen_stats
 	return \%c;
 }
 
+# The functions without arguments: they must simply work, and leave the
+# keys alone (the sweeper is pointed at another database, see above).
+sub gen_stats_reset
+{
+	my %c = (fn => 'stats_reset', bad => {});
+	$c{sql} = "SELECT '\@R', true FROM (SELECT $schema.stripe_idem_stats_reset()) r";
+	return \%c;
+}
+
+sub gen_sweeper_view
+{
+	my %c = (fn => 'sweeper_view', bad => {});
+	$c{sql} = "SELECT '\@R', pg_catalog.count(*) OPERATOR(pg_catalog.>=) 0 FROM $schema.stripe_idem_sweeper";
+	return \%c;
+}
+
+sub gen_wake
+{
+	my %c = (fn => 'wake_sweeper', bad => {});
+	$c{sql} = "SELECT '\@R', $schema.stripe_idem_wake_sweeper() IS NOT NULL";
+	return \%c;
+}
+
 # Not counted as calls: the settings the defaults come from.
 sub gen_set
 {
@@ -440,6 +469,7 @@ sub gen_set
 my @generators = (
 	[\&gen_begin, 34], [\&gen_record, 26], [\&gen_check, 10], [\&gen_release, 12],
 	[\&gen_cleanup, 6], [\&gen_new_key, 10], [\&gen_stats, 2],
+	[\&gen_stats_reset, 0.5], [\&gen_sweeper_view, 0.5], [\&gen_wake, 0.5],
 );
 my $weight_total = 0;
 $weight_total += $_->[1] for @generators;
@@ -694,8 +724,9 @@ for my $n (0 .. $#calls)
 		  unless $h_before->[0] - $h_after->[0] == $deleted;
 		violation($n, 'deleted nothing but changed the table') if $deleted == 0 && !$unchanged;
 	}
-	elsif ($c->{fn} eq 'stats')
+	elsif ($c->{fn} =~ /^(stats|stats_reset|sweeper_view|wake_sweeper)$/)
 	{
+		violation($n, "returned \"$v[0]\"") unless $v[0] eq 't';
 		violation($n, 'changed the table') unless $unchanged;
 	}
 }

@@ -103,6 +103,7 @@ listen_addresses = ''
 unix_socket_directories = '$FZ'
 shared_preload_libraries = 'stripe_idem'
 stripe_idem.sweep_interval = 0
+stripe_idem.databases = 'not_the_fuzzed_one'
 EOF
 	if pg_ctl -D "$FZ/data" -p "$VGBIN/postgres" -l "$FZ/server.log" -w -t 300 start >/dev/null; then
 		export PGHOST="$FZ" PGPORT="$port" PGUSER=postgres PGDATABASE=postgres

@@ -18,6 +18,8 @@ $node->init;
 $node->append_conf('postgresql.conf', q{
 shared_preload_libraries = 'stripe_idem'
 stripe_idem.sweep_interval = 0
+# woken passes must not sweep the fuzzed database between two calls
+stripe_idem.databases = 'not_the_fuzzed_one'
 });
 $node->start;
 
@@ -57,6 +59,12 @@ for my $what ('begin acquired', 'begin completed', 'begin in_progress', 'begin m
 	'record recorded=t', 'record recorded=f', 'release t', 'cleanup deleted some')
 {
 	like($out, qr/^fuzz: results: .*\b\Q$what\E [1-9]/m, "fuzz reached \"$what\"");
+}
+# Every SQL-callable function of the extension was called.
+for my $fn ('begin', 'check', 'record', 'release', 'cleanup', 'new_key', 'stats', 'stats_reset',
+	'sweeper_view', 'wake_sweeper')
+{
+	like($out, qr/^fuzz: \Q$fn\E: [1-9]/m, "fuzz called $fn");
 }
 for my $code ('22004', '22023', '23505')
 {
