@@ -127,6 +127,25 @@ for my $role ('nobody', 'outsider')
 }
 is($node->safe_psql('postgres', $fingerprint_sql), $fingerprint, 'the table is unchanged after all of that');
 
+# Plans prepared and cached by a privileged role are checked again for
+# whoever runs them: the same session, after SET ROLE, is refused.
+{
+	my ($out, $err) = ('', '');
+	$node->psql('postgres', q{
+		\set VERBOSITY verbose
+		SELECT count(*) FROM payments.check_stripe_idempotency('pay:secret', 'cart-42');
+		SELECT count(*) FROM payments.begin_stripe_idempotency('pay:secret', 'cart-42');
+		SELECT count(*) FROM payments.release_stripe_idempotency('pay:secret', 'cart-42', 'x');
+		SET ROLE outsider;
+		SELECT count(*) FROM payments.check_stripe_idempotency('pay:secret', 'cart-42');
+		SELECT count(*) FROM payments.begin_stripe_idempotency('pay:secret', 'cart-42');
+		SELECT count(*) FROM payments.release_stripe_idempotency('pay:secret', 'cart-42', 'x');
+	}, stdout => \$out, stderr => \$err, on_error_stop => 0);
+	is($out, "1\n1\n1", 'a superuser session prepares and runs the plans');
+	is(scalar(() = $err =~ /ERROR:  42501: permission denied for table stripe_idempotency_keys/g), 3,
+		'after SET ROLE to a role without grants the cached plans are refused');
+}
+
 # SELECT alone: check works, writes are refused and leave nothing.
 my ($code, $out) = as_role('reader', q{SELECT status FROM payments.check_stripe_idempotency('pay:secret', 'cart-42')});
 is("$code $out", "ok completed", 'reader (SELECT only): check works');
