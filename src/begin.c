@@ -23,6 +23,7 @@
  */
 #include "stripe_idem.h"
 
+#include "access/xact.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 
@@ -199,6 +200,15 @@ begin_stripe_idempotency(PG_FUNCTION_ARGS)
 
 	SPI_finish();
 	si_stat_add(outcome, 1);
+
+	/*
+	 * An acquired key must survive a crash once the caller has seen it: if
+	 * it were lost, the retry would get a new key and Stripe would create a
+	 * second object. So the commit is synchronous even when the session
+	 * runs with synchronous_commit = off (as CREATE DATABASE forces it).
+	 */
+	if (outcome == SI_STAT_ACQUIRED)
+		ForceSyncCommit();
 
 	return (Datum) 0;
 }

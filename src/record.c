@@ -23,6 +23,7 @@
  */
 #include "stripe_idem.h"
 
+#include "access/xact.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
 
@@ -187,6 +188,10 @@ record_stripe_idempotency(PG_FUNCTION_ARGS)
 	SPI_finish();
 
 	if (DatumGetBool(values[RECORD_RECORDED]))
+	{
 		si_stat_add(SI_STAT_RECORDS, 1);
+		/* Durable even under synchronous_commit = off; see begin.c. */
+		ForceSyncCommit();
+	}
 	return (Datum) 0;
 }
