@@ -23,6 +23,7 @@ $node->init;
 $node->append_conf('postgresql.conf', q{
 shared_preload_libraries = 'stripe_idem'
 stripe_idem.sweep_interval = 0
+stripe_idem.databases = 'victim'
 });
 $node->start;
 
@@ -264,6 +265,23 @@ is(sql('victim', q{
 $out = [ flow('victim', 'v-', '') ];
 check_flow('extension created and used under the hostile default path', $out, '0');
 is(sql('victim', $decoys), $victim_clean, 'nothing hostile was called, the decoy table is untouched');
+
+# 4. The background sweeper in the victim database: its worker connects
+#    with the database's hostile default path and runs the same deletion.
+sql('victim', q{
+	SET search_path = pg_catalog, public;
+	INSERT INTO idem.stripe_idempotency_keys (operation_type, operation_id, stripe_idempotency_key,
+		status, stripe_resource_id, expires_at)
+	SELECT 'sp:test', 'swept-' || g, 'sp-swept-' || g, 'completed', 'cs_old', now() - interval '1 hour'
+	FROM generate_series(1, 100) g;
+	SELECT idem.stripe_idem_wake_sweeper();});
+ok($node->poll_query_until('victim', q{
+	SELECT pg_catalog.count(*) OPERATOR(pg_catalog.=) 0 FROM idem.stripe_idempotency_keys
+	WHERE operation_id OPERATOR(pg_catalog.~~) 'swept-%'}),
+	'the sweeper, under the hostile default path, deletes the expired rows of the extension table');
+is(sql('victim', $decoys), $victim_clean, 'nothing hostile was called by the sweeper, the decoy table is untouched');
+is(sql('victim', q{SET search_path = pg_catalog; SELECT last_error IS NULL AND passes > 0 FROM idem.stripe_idem_sweeper}),
+	't', 'the sweeper reports a clean pass');
 
 $node->stop;
 done_testing();
