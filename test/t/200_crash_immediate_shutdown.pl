@@ -20,7 +20,7 @@ use Time::HiRes qw(time usleep);
 
 my $nclients = 8;
 my $ops_per_client = 4000;		# far more than the run lasts
-my $lease = 5;					# seconds
+my $lease = 8;					# seconds
 
 my $node = PostgreSQL::Test::Cluster->new('crash');
 $node->init;

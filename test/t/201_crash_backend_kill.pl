@@ -97,7 +97,7 @@ is(sql(q{SELECT state || ' ' || stripe_idempotency_key || ' ' || attempts
 my $z = $node->background_psql('postgres');
 my $z_pid = $z->query_safe('SELECT pg_backend_pid()');
 my $b_key = $z->query_safe(q{SELECT stripe_idempotency_key
-	FROM begin_stripe_idempotency('kill:test', 'between', lease => '8 seconds')});
+	FROM begin_stripe_idempotency('kill:test', 'between', lease => '15 seconds')});
 like($b_key, qr/^kill:test:between:$uuid$/, 'begin acquired and committed');
 
 #
@@ -105,7 +105,7 @@ like($b_key, qr/^kill:test:between:$uuid$/, 'begin acquired and committed');
 #    serves both).
 #
 my $r_key = sql(q{SELECT stripe_idempotency_key
-	FROM begin_stripe_idempotency('kill:test', 'in-record', lease => '8 seconds')});
+	FROM begin_stripe_idempotency('kill:test', 'in-record', lease => '15 seconds')});
 
 kill_and_recover($z_pid, $z);
 
