@@ -48,7 +48,7 @@ give_up() {
 command -v valgrind >/dev/null ||
 	give_up "valgrind is not installed (apt-get install valgrind; make test installs it when run as root)"
 
-FUZZ_CALLS=${STRIPE_IDEM_MEMCHECK_FUZZ_CALLS:-2000}
+FUZZ_CALLS=${STRIPE_IDEM_MEMCHECK_FUZZ_CALLS:-1500}
 realbin=$(pg_config --bindir)
 VGBIN="$SUITE_DIR/bin"
 VGLOG="$SUITE_DIR/valgrind"
