@@ -12,11 +12,14 @@
 # rebuild and no preload, checks the very stripe_idem.so that is installed
 # and shipped (so nothing is swapped in or out of the installation other
 # suites use), and also finds reads of uninitialized memory, which ASAN
-# does not. Both share one limit without a server built for them: palloc
-# hands out chunks of larger malloc'd blocks, so an overrun into the next
-# chunk of the same block is not seen; overruns of whole blocks (every
-# allocation over 8 kB has its own), stack and global buffers, reads of
-# uninitialized values and invalid frees are.
+# does not. It does not check stack and global buffers; the library is
+# built with the server's -fstack-protector-strong and _FORTIFY_SOURCE=2,
+# which abort on the common overruns there (seen below as a crash). Both
+# tools share one limit without a server built for them: palloc hands out
+# chunks of larger malloc'd blocks, so an overrun into the next chunk of
+# the same block is not seen; overruns of whole blocks (every allocation
+# over 8 kB has its own), reads of uninitialized values and invalid frees
+# are.
 #
 # Only postgres runs under valgrind: a wrapper named postgres in a private
 # bindir, next to links to the real initdb, psql and pg_ctl (initdb finds
