@@ -19,9 +19,7 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
-#if PG_VERSION_NUM < 150000
-#error "stripe_idem requires PostgreSQL 15 or later"
-#endif
+#include "compat.h"
 
 #define STRIPE_IDEM_EXTNAME		"stripe_idem"
 #define STRIPE_IDEM_TABLE		"stripe_idempotency_keys"

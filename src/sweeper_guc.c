@@ -35,7 +35,8 @@ bool		si_log_sweeps = true;
 /*
  * Parse the list of databases. The parsed list becomes the setting's
  * "extra", which the GUC machinery keeps with the value and frees with it,
- * so it must come from malloc.
+ * so it must come from the allocator it frees with (si_guc_malloc: malloc
+ * up to 15, guc_malloc from 16).
  */
 static bool
 check_databases(char **newval, void **extra, GucSource source)
@@ -49,21 +50,27 @@ check_databases(char **newval, void **extra, GucSource source)
 	if (!SplitIdentifierString(raw, ',', &names))
 	{
 		GUC_check_errdetail("List syntax is invalid.");
+		list_free(names);
+		pfree(raw);
 		return false;
 	}
 	if (list_length(names) > SI_SWEEPER_MAX_DATABASES)
 	{
 		GUC_check_errdetail("At most %d databases can be listed; %d were given.",
 							SI_SWEEPER_MAX_DATABASES, list_length(names));
+		list_free(names);
+		pfree(raw);
 		return false;
 	}
 
-	list = malloc(offsetof(SiDatabaseList, names) +
-				  Max(list_length(names), 1) * sizeof(NameData));
+	list = si_guc_malloc(offsetof(SiDatabaseList, names) +
+						 Max(list_length(names), 1) * sizeof(NameData));
 	if (list == NULL)
 	{
 		GUC_check_errcode(ERRCODE_OUT_OF_MEMORY);
 		GUC_check_errmsg("out of memory");
+		list_free(names);
+		pfree(raw);
 		return false;
 	}
 
@@ -77,7 +84,9 @@ check_databases(char **newval, void **extra, GucSource source)
 			if (strcmp(NameStr(list->names[j]), name) == 0)
 			{
 				GUC_check_errdetail("Database \"%s\" is listed more than once.", name);
-				free(list);
+				si_guc_free(list);
+				list_free(names);
+				pfree(raw);
 				return false;
 			}
 		}

@@ -65,6 +65,10 @@ typedef struct SiPassTarget
 /* Reset after every pass. */
 static MemoryContext pass_cxt = NULL;
 
+/* Wait events named in pg_stat_activity from PostgreSQL 17 (compat.h). */
+static uint32 nap_event = 0;
+static uint32 wait_worker_event = 0;
+
 /*
  * Register the launcher; called from _PG_init while preloading. Not in
  * binary upgrade mode: pg_upgrade's servers must not change any data.
@@ -356,7 +360,7 @@ sweep_one(const SiPassTarget *target, Oid roleoid)
 			proc_exit(1);
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1000L, PG_WAIT_EXTENSION);
+						 1000L, si_wait_event(wait_worker_event, "StripeIdemSweeperWorker"));
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
@@ -550,7 +554,7 @@ si_sweeper_launcher_main(Datum main_arg)
 		(void) WaitLatch(MyLatch,
 						 WL_LATCH_SET | WL_EXIT_ON_PM_DEATH | (due != 0 ? WL_TIMEOUT : 0),
 						 due != 0 ? Min(TimestampDifferenceMilliseconds(now, due), SI_MAX_NAP_MS) : -1L,
-						 PG_WAIT_EXTENSION);
+						 si_wait_event(nap_event, "StripeIdemSweeperLauncherMain"));
 		ResetLatch(MyLatch);
 	}
 }
