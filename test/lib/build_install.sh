@@ -4,6 +4,10 @@
 set -uo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$here"
+# The PostgreSQL to build for: PGMAJOR's Debian tree, or the one PGBIN names.
+PGMAJOR=${PGMAJOR:-15}
+PGBIN=${PGBIN:-/usr/lib/postgresql/$PGMAJOR/bin}
+export PATH="$PGBIN:$PATH"
 
 # One build at a time in this tree: a second run in parallel would clean
 # the objects the first is linking.
