@@ -45,6 +45,8 @@ extern void si_check_operation_type(const text *value);
 extern void si_check_operation_id(const text *value);
 extern void si_check_idempotency_key(const text *value);
 extern void si_check_resource_id(const text *value);
+extern bool si_is_type_char(unsigned char c);
+extern bool si_is_printable_char(unsigned char c);
 extern Interval *si_optional_interval(FunctionCallInfo fcinfo, int argno,
 									  const char *argname, int default_secs,
 									  int64 max_usecs, const char *max_name);

@@ -66,8 +66,8 @@ check_ascii_token(const text *value, const char *argname, int maxlen,
 	}
 }
 
-static bool
-is_type_char(unsigned char c)
+bool
+si_is_type_char(unsigned char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
 		(c >= '0' && c <= '9') ||
@@ -75,8 +75,8 @@ is_type_char(unsigned char c)
 }
 
 /* Printable ASCII without space, 0x21 to 0x7E: what Stripe and HTTP headers accept. */
-static bool
-is_printable_char(unsigned char c)
+bool
+si_is_printable_char(unsigned char c)
 {
 	return c >= 0x21 && c <= 0x7E;
 }
@@ -85,7 +85,7 @@ void
 si_check_operation_type(const text *value)
 {
 	check_ascii_token(value, "operation_type", SI_MAX_OPERATION_TYPE,
-					  is_type_char,
+					  si_is_type_char,
 					  "Use letters, digits, \"_\", \".\", \":\" and \"-\", for example \"checkout:create\".");
 }
 
@@ -93,7 +93,7 @@ void
 si_check_operation_id(const text *value)
 {
 	check_ascii_token(value, "operation_id", SI_MAX_OPERATION_ID,
-					  is_printable_char,
+					  si_is_printable_char,
 					  "Use printable ASCII characters without spaces (0x21 to 0x7E).");
 }
 
@@ -101,7 +101,7 @@ void
 si_check_idempotency_key(const text *value)
 {
 	check_ascii_token(value, "stripe_idempotency_key", SI_MAX_KEY,
-					  is_printable_char,
+					  si_is_printable_char,
 					  "Pass the key begin_stripe_idempotency returned; Stripe accepts 1 to 255 printable ASCII characters.");
 }
 
