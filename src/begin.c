@@ -12,6 +12,17 @@
  *	  the next caller, once the lease has run out, gets the SAME key, so
  *	  Stripe replays the first call instead of creating a second object.
  *
+ * An existing operation is the common case for retries, replays and
+ * contention, so begin reads the row first and answers from that one read
+ * (completed, in_progress, mismatch), writing only to take over a lapsed
+ * lease or replace an expired row; only when there is no row does it try
+ * the INSERT. Two callers that both find no row still meet at the primary
+ * key: the INSERT is ON CONFLICT DO NOTHING, so the second waits for the
+ * first to commit, inserts nothing, and reads the row again. Under
+ * REPEATABLE READ and SERIALIZABLE the INSERT comes first, as the read
+ * would answer from the transaction's snapshot: meeting a row committed
+ * after it must fail with 40001 instead (test/t/208_snapshot_isolation.pl).
+ *
  * Callers must commit (run it as its own statement in autocommit) before
  * talking to Stripe; an uncommitted row is invisible to everybody else and
  * makes them wait on the primary key instead of seeing "in_progress".
@@ -49,21 +60,55 @@ enum
 	BEGIN_NCOLS
 };
 
+/*
+ * The request's fingerprint and a fresh key, made only on the paths that
+ * need them: a replay or a conflict needs neither (unless the stored row
+ * has a fingerprint to compare with).
+ */
+typedef struct BeginArgs
+{
+	Jsonb	   *params;
+	Datum		args[6];		/* for the INSERT and the replacement */
+	char		nulls[6];
+	bool		have_fingerprint;
+	bool		have_key;
+} BeginArgs;
+
+static void
+need_fingerprint(BeginArgs *b)
+{
+	if (b->have_fingerprint)
+		return;
+	if (b->params != NULL)
+		b->args[3] = PointerGetDatum(si_fingerprint(b->params));
+	else
+		b->nulls[3] = 'n';
+	b->have_fingerprint = true;
+}
+
+static void
+need_new_key(BeginArgs *b)
+{
+	need_fingerprint(b);
+	if (b->have_key)
+		return;
+	b->args[2] = PointerGetDatum(si_make_key((text *) DatumGetPointer(b->args[0]),
+											 (text *) DatumGetPointer(b->args[1])));
+	b->have_key = true;
+}
+
 Datum
 begin_stripe_idempotency(PG_FUNCTION_ARGS)
 {
 	text	   *operation_type = si_required_text(fcinfo, 0, "operation_type");
 	text	   *operation_id = si_required_text(fcinfo, 1, "operation_id");
-	Jsonb	   *params = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
 	Interval   *ttl;
 	Interval   *lease;
-	text	   *fingerprint;
-	text	   *new_key;
-	Datum		args[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	BeginArgs	b;
 	Datum		values[BEGIN_NCOLS];
 	bool		isnull[BEGIN_NCOLS];
 	SiStat		outcome = SI_STAT_ACQUIRED;
+	bool		insert_first = IsolationUsesXactSnapshot();
 	int			round;
 	int			rc;
 
@@ -74,25 +119,22 @@ begin_stripe_idempotency(PG_FUNCTION_ARGS)
 							   (int64) SI_MAX_SECONDS * USECS_PER_SEC, "365 days");
 	lease = si_optional_interval(fcinfo, 3, "lease", si_default_lease_secs,
 								 ttl->time, "the ttl");
-	fingerprint = params ? si_fingerprint(params) : NULL;
-	new_key = si_make_key(operation_type, operation_id);
 
 	memset(isnull, true, sizeof(isnull));
-
-	args[0] = PointerGetDatum(operation_type);
-	args[1] = PointerGetDatum(operation_id);
-	args[2] = PointerGetDatum(new_key);
-	args[3] = PointerGetDatum(fingerprint);
-	if (fingerprint == NULL)
-		nulls[3] = 'n';
-	args[4] = IntervalPGetDatum(lease);
-	args[5] = IntervalPGetDatum(ttl);
+	memset(&b, 0, sizeof(b));
+	memset(b.nulls, ' ', sizeof(b.nulls));
+	b.params = PG_ARGISNULL(2) ? NULL : PG_GETARG_JSONB_P(2);
+	b.args[0] = PointerGetDatum(operation_type);
+	b.args[1] = PointerGetDatum(operation_id);
+	b.args[4] = IntervalPGetDatum(lease);
+	b.args[5] = IntervalPGetDatum(ttl);
 
 	SPI_connect();
 
 	for (round = 0;; round++)
 	{
 		SiRow		row;
+		bool		have_row = false;
 
 		CHECK_FOR_INTERRUPTS();
 		if (round == SI_BEGIN_ROUNDS)
@@ -103,28 +145,36 @@ begin_stripe_idempotency(PG_FUNCTION_ARGS)
 							   SI_BEGIN_ROUNDS),
 					 errhint("Retry the call.")));
 
-		/* A new operation: the common case, one statement. */
-		rc = SPI_execute_plan(si_plan(SI_PLAN_INSERT_ACQUIRE), args, nulls, false, 0);
-		si_spi_check(rc, SPI_OK_INSERT, "inserting the operation");
-		if (SPI_processed == 1)
-		{
-			values[BEGIN_KEY] = PointerGetDatum(new_key);
-			values[BEGIN_ATTEMPTS] = Int32GetDatum(1);
-			isnull[BEGIN_KEY] = isnull[BEGIN_ATTEMPTS] = false;
-			break;
-		}
+		if (!insert_first)
+			have_row = si_fetch_row(b.args[0], b.args[1], &row);
 
-		if (!si_fetch_row(args[0], args[1], &row))
-			continue;			/* deleted since the insert saw it */
+		if (!have_row)
+		{
+			/* A new operation: one INSERT. */
+			need_new_key(&b);
+			rc = SPI_execute_plan(si_plan(SI_PLAN_INSERT_ACQUIRE), b.args, b.nulls, false, 0);
+			si_spi_check(rc, SPI_OK_INSERT, "inserting the operation");
+			if (SPI_processed == 1)
+			{
+				values[BEGIN_KEY] = b.args[2];
+				values[BEGIN_ATTEMPTS] = Int32GetDatum(1);
+				isnull[BEGIN_KEY] = isnull[BEGIN_ATTEMPTS] = false;
+				break;
+			}
+			/* somebody else's row: committed now, or we would still wait */
+			if (!si_fetch_row(b.args[0], b.args[1], &row))
+				continue;		/* deleted since the insert saw it */
+		}
 
 		if (row.expired)
 		{
 			/* Expired counts as absent: start over under a new key. */
-			rc = SPI_execute_plan(si_plan(SI_PLAN_REPLACE_EXPIRED), args, nulls, false, 0);
+			need_new_key(&b);
+			rc = SPI_execute_plan(si_plan(SI_PLAN_REPLACE_EXPIRED), b.args, b.nulls, false, 0);
 			si_spi_check(rc, SPI_OK_UPDATE, "replacing the expired operation");
 			if (SPI_processed == 1)
 			{
-				values[BEGIN_KEY] = PointerGetDatum(new_key);
+				values[BEGIN_KEY] = b.args[2];
 				values[BEGIN_ATTEMPTS] = Int32GetDatum(1);
 				isnull[BEGIN_KEY] = isnull[BEGIN_ATTEMPTS] = false;
 				break;
@@ -138,11 +188,14 @@ begin_stripe_idempotency(PG_FUNCTION_ARGS)
 		 * would a second Stripe call. Nothing is returned but the verdict.
 		 * Without a fingerprint on either side there is nothing to compare.
 		 */
-		if (fingerprint != NULL && !row.fingerprint_null &&
-			!si_text_equal(PointerGetDatum(fingerprint), row.fingerprint))
+		if (b.params != NULL && !row.fingerprint_null)
 		{
-			outcome = SI_STAT_MISMATCHES;
-			break;
+			need_fingerprint(&b);
+			if (!si_text_equal(b.args[3], row.fingerprint))
+			{
+				outcome = SI_STAT_MISMATCHES;
+				break;
+			}
 		}
 
 		if (row.completed)
@@ -175,7 +228,7 @@ begin_stripe_idempotency(PG_FUNCTION_ARGS)
 
 		/* Lease ran out or was released: take over, keeping the key. */
 		{
-			Datum		targs[4] = {args[0], args[1], row.key, args[4]};
+			Datum		targs[4] = {b.args[0], b.args[1], row.key, b.args[4]};
 
 			rc = SPI_execute_plan(si_plan(SI_PLAN_TAKEOVER), targs, NULL, false, 0);
 			si_spi_check(rc, SPI_OK_UPDATE_RETURNING, "taking over the operation");
