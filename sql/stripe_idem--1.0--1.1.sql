@@ -5,29 +5,19 @@
 
 --
 -- 1.1 keeps the API of 1.0; the table's ten CHECK constraints become one
--- (the executor rebuilt all eleven expressions for every INSERT and UPDATE
+-- (the executor rebuilt all ten expressions for every INSERT and UPDATE
 -- statement). The rules are the same, now in stripe_idem_row_is_valid
--- (src/row_rules.c). Adding the constraint checks every existing row, in
--- the same ALTER TABLE that drops the old ones, so the table is never
--- without its rules; a row the old constraints let through is never
--- refused by the new one.
+-- (src/row_rules.c), a function of the whole row. Adding the constraint
+-- checks every existing row, in the same ALTER TABLE that drops the old
+-- ones, so the table is never without its rules; a row the old
+-- constraints let through is never refused by the new one.
 --
-CREATE FUNCTION stripe_idem_row_is_valid(
-	operation_type text,
-	operation_id text,
-	stripe_idempotency_key text,
-	request_fingerprint text,
-	status text,
-	stripe_resource_id text,
-	response jsonb,
-	attempts integer,
-	locked_until timestamptz,
-	expires_at timestamptz)
+CREATE FUNCTION stripe_idem_row_is_valid(stripe_idempotency_keys)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'stripe_idem_row_is_valid'
 LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
-COMMENT ON FUNCTION stripe_idem_row_is_valid(text, text, text, text, text, text, jsonb, integer, timestamptz, timestamptz) IS
+COMMENT ON FUNCTION stripe_idem_row_is_valid(stripe_idempotency_keys) IS
 	'The rules of a stripe_idempotency_keys row, for its CHECK constraint (stripe_idem)';
 
 ALTER TABLE stripe_idempotency_keys
@@ -42,6 +32,4 @@ ALTER TABLE stripe_idempotency_keys
 	DROP CONSTRAINT lease_only_in_progress,
 	DROP CONSTRAINT lease_within_expiry,
 	ADD CONSTRAINT stripe_idempotency_keys_rules
-		CHECK (@extschema@.stripe_idem_row_is_valid(operation_type, operation_id,
-			stripe_idempotency_key, request_fingerprint, status, stripe_resource_id,
-			response, attempts, locked_until, expires_at));
+		CHECK (@extschema@.stripe_idem_row_is_valid(stripe_idempotency_keys));

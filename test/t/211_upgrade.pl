@@ -112,8 +112,7 @@ is(sql('upgraded', q{SELECT extversion FROM pg_extension WHERE extname = 'stripe
 	'the extension is at 1.1');
 is(sql('upgraded', $content), $before, 'every row kept, byte for byte');
 is(sql('upgraded', q{SELECT count(*) FROM payments.stripe_idempotency_keys k
-	WHERE NOT payments.stripe_idem_row_is_valid(operation_type, operation_id, stripe_idempotency_key,
-		request_fingerprint, status, stripe_resource_id, response, attempts, locked_until, expires_at)}),
+	WHERE NOT payments.stripe_idem_row_is_valid(k)}),
 	'0', 'every row obeys the 1.1 rules');
 is(sql('upgraded', q{SELECT string_agg(conname || ' ' || convalidated, ',' ORDER BY conname) FROM pg_constraint
 	WHERE conrelid = 'payments.stripe_idempotency_keys'::regclass AND contype = 'c'}),
