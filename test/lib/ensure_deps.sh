@@ -24,7 +24,6 @@ PGMAJOR=${PGMAJOR:-15}
 missing=()
 [ -f "/usr/lib/postgresql/$PGMAJOR/lib/pgxs/src/makefiles/pgxs.mk" ] || missing+=("postgresql-server-dev-$PGMAJOR")
 [ -x "/usr/lib/postgresql/$PGMAJOR/bin/postgres" ] || missing+=("postgresql-$PGMAJOR")
-[ -f /usr/include/uuid/uuid.h ] || missing+=(uuid-dev)
 perl -MIPC::Run -e 1 2>/dev/null || missing+=(libipc-run-perl)
 command -v make >/dev/null || missing+=(make)
 command -v gcc >/dev/null || missing+=(gcc)
@@ -34,6 +33,7 @@ if [ "$want_test" = 1 ]; then
 fi
 if [ "$want_bench" = 1 ]; then
 	command -v gnuplot >/dev/null || missing+=(gnuplot-nox)
+	command -v valgrind >/dev/null || missing+=(valgrind)
 fi
 
 [ ${#missing[@]} -eq 0 ] && exit 0
