@@ -7,6 +7,12 @@
  * as not found even before the sweeper deletes it, matching what
  * begin_stripe_idempotency would do with it.
  *
+ * The plan's row is exactly the function's result row (found = true and
+ * the six columns), so the executor sends it straight into the result
+ * tuplestore through a tuplestore DestReceiver, as PL/pgSQL's RETURN QUERY
+ * does: no SPI tuple table, no copy out of it and no second tuple formed
+ * from the copy. Only a miss forms its row here.
+ *
  * Copyright (c) 2026, The stripe_idem developers
  * Licensed under the PostgreSQL License; see LICENSE.
  *
@@ -14,12 +20,17 @@
  */
 #include "stripe_idem.h"
 
+#include "executor/tstoreReceiver.h"
+#include "funcapi.h"
+#include "nodes/params.h"
+#include "utils/tuplestore.h"
+
 PG_FUNCTION_INFO_V1(check_stripe_idempotency);
 
 enum
 {
 	CHECK_FOUND,
-	CHECK_STATUS,				/* then the plan's columns, in this order */
+	CHECK_STATUS,
 	CHECK_KEY,
 	CHECK_RESOURCE_ID,
 	CHECK_RESPONSE,
@@ -33,33 +44,55 @@ check_stripe_idempotency(PG_FUNCTION_ARGS)
 {
 	text	   *operation_type = si_required_text(fcinfo, 0, "operation_type");
 	text	   *operation_id = si_required_text(fcinfo, 1, "operation_id");
-	Datum		args[2];
-	Datum		values[CHECK_NCOLS];
-	bool		isnull[CHECK_NCOLS];
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	ParamListInfo params;
+	SPIExecuteOptions options;
+	DestReceiver *dest;
 	int			rc;
-	int			col;
 
 	si_check_operation_type(operation_type);
 	si_check_operation_id(operation_id);
 
-	args[0] = PointerGetDatum(operation_type);
-	args[1] = PointerGetDatum(operation_id);
+	si_materialize(fcinfo);
+
+	params = makeParamList(2);
+	params->numParams = 2;
+	params->params[0].value = PointerGetDatum(operation_type);
+	params->params[0].isnull = false;
+	params->params[0].pflags = PARAM_FLAG_CONST;
+	params->params[0].ptype = TEXTOID;
+	params->params[1].value = PointerGetDatum(operation_id);
+	params->params[1].isnull = false;
+	params->params[1].pflags = PARAM_FLAG_CONST;
+	params->params[1].ptype = TEXTOID;
+
+	dest = CreateDestReceiver(DestTuplestore);
+	SetTuplestoreDestReceiverParams(dest, rsinfo->setResult,
+									rsinfo->econtext->ecxt_per_query_memory,
+									false, NULL, NULL);
 
 	SPI_connect();
+	memset(&options, 0, sizeof(options));
+	options.params = params;
 	/* read_only: the function is STABLE and runs on the caller's snapshot */
-	rc = SPI_execute_plan(si_plan(SI_PLAN_CHECK), args, NULL, true, 1);
+	options.read_only = true;
+	options.tcount = 1;
+	options.dest = dest;
+	rc = SPI_execute_plan_extended(si_plan(SI_PLAN_CHECK), &options);
 	si_spi_check(rc, SPI_OK_SELECT, "checking the operation");
 
-	memset(isnull, true, sizeof(isnull));
-	values[CHECK_FOUND] = BoolGetDatum(SPI_processed == 1);
-	isnull[CHECK_FOUND] = false;
-	if (SPI_processed == 1)
+	if (SPI_processed == 0)
 	{
-		for (col = CHECK_STATUS; col < CHECK_NCOLS; col++)
-			values[col] = si_spi_value(0, col - CHECK_STATUS + 1, &isnull[col]);
+		Datum		values[CHECK_NCOLS] = {0};
+		bool		isnull[CHECK_NCOLS];
+
+		memset(isnull, true, sizeof(isnull));
+		values[CHECK_FOUND] = BoolGetDatum(false);
+		isnull[CHECK_FOUND] = false;
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, isnull);
 	}
-	si_return_row(fcinfo, values, isnull);
 
 	SPI_finish();
+	dest->rDestroy(dest);
 	return (Datum) 0;
 }

@@ -113,7 +113,8 @@ static const SiPlanDef plan_defs[SI_NUM_PLANS] = {
 		6, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, INTERVALOID, INTERVALOID}
 	},
 	[SI_PLAN_CHECK] = {
-		"SELECT status, stripe_idempotency_key, stripe_resource_id, response,"
+		/* exactly check's result row, so the row goes straight to the caller */
+		"SELECT true, status, stripe_idempotency_key, stripe_resource_id, response,"
 		" created_at, expires_at"
 		" FROM @table@" SI_WHERE_PK
 		" AND expires_at OPERATOR(pg_catalog.>) " SI_NOW,

@@ -26,13 +26,22 @@ void
 si_return_row(FunctionCallInfo fcinfo, Datum *values, bool *nulls)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+
+	si_materialize(fcinfo);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+}
+
+/* Set up the result tuplestore (rsinfo->setResult, with setDesc). */
+void
+si_materialize(FunctionCallInfo fcinfo)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	bits32		flags = 0;
 
 	/* The executor usually knows the row type; saves a catalog lookup per call. */
 	if (rsinfo != NULL && IsA(rsinfo, ReturnSetInfo) && rsinfo->expectedDesc != NULL)
 		flags = MAT_SRF_USE_EXPECTED_DESC;
 	InitMaterializedSRF(fcinfo, flags);
-	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 }
 
 /* Column col (1-based) of row of the last SPI result. */

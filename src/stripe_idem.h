@@ -102,6 +102,7 @@ typedef struct SiRow
 extern bool si_fetch_row(Datum operation_type, Datum operation_id, SiRow *row);
 extern bool si_text_equal(Datum a, Datum b);
 extern void si_return_row(FunctionCallInfo fcinfo, Datum *values, bool *nulls);
+extern void si_materialize(FunctionCallInfo fcinfo);
 extern Datum si_spi_value(int row, int col, bool *isnull);
 extern void si_spi_check(int rc, int expected, const char *what);
 
