@@ -1,8 +1,7 @@
 --
 -- request_fingerprint is the SHA-256 of request_params' canonical text, as
 -- PostgreSQL's own sha256() computes it, for documents of every length
--- around the hash's block and padding boundaries (55, 56, 64, 119, 120,
--- 128 bytes and beyond).
+-- from 25 to 325 bytes (across the hash's block and padding boundaries).
 --
 CREATE EXTENSION IF NOT EXISTS stripe_idem;
 TRUNCATE stripe_idempotency_keys;

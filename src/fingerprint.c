@@ -8,7 +8,7 @@
  * different cart is refused ("mismatch") instead of replaying the wrong
  * result. jsonb's text form is canonical (keys sorted, duplicates removed,
  * whitespace normalized), so equal documents hash alike however the client
- * spelled them. The hash is sha256.c's.
+ * spelled them.
  *
  * Copyright (c) 2026, The stripe_idem developers
  * Licensed under the PostgreSQL License; see LICENSE.
@@ -17,6 +17,7 @@
  */
 #include "stripe_idem.h"
 
+#include "common/cryptohash.h"
 #include "common/sha2.h"
 #include "lib/stringinfo.h"
 #include "utils/builtins.h"
@@ -25,6 +26,7 @@ text *
 si_fingerprint(Jsonb *params)
 {
 	StringInfoData buf;
+	pg_cryptohash_ctx *ctx;
 	uint8		digest[PG_SHA256_DIGEST_LENGTH];
 	text	   *result;
 	char	   *hex;
@@ -34,7 +36,13 @@ si_fingerprint(Jsonb *params)
 	initStringInfo(&buf);
 	JsonbToCString(&buf, &params->root, VARSIZE(params));
 
-	si_sha256((const uint8 *) buf.data, buf.len, digest);
+	ctx = pg_cryptohash_create(PG_SHA256);
+	if (pg_cryptohash_init(ctx) < 0 ||
+		pg_cryptohash_update(ctx, (uint8 *) buf.data, buf.len) < 0 ||
+		pg_cryptohash_final(ctx, digest, sizeof(digest)) < 0)
+		elog(ERROR, "could not compute sha256 of request_params: %s",
+			 pg_cryptohash_error(ctx));
+	pg_cryptohash_free(ctx);
 	pfree(buf.data);
 
 	result = (text *) palloc(VARHDRSZ + PG_SHA256_DIGEST_LENGTH * 2);

@@ -58,9 +58,6 @@ extern text *si_make_key(const text *operation_type, const text *operation_id);
 /* fingerprint.c: sha256 of the request parameters */
 extern text *si_fingerprint(Jsonb *params);
 
-/* sha256.c: SHA-256 of a buffer into 32 bytes */
-extern void si_sha256(const uint8 *data, size_t len, uint8 *digest);
-
 /* plans.c: SPI plans prepared once per backend against the extension's table */
 typedef enum SiPlanId
 {
