@@ -4,7 +4,9 @@
 \echo Use "ALTER EXTENSION stripe_idem UPDATE TO '1.1'" to load this file. \quit
 
 --
--- 1.1 keeps the API of 1.0; the table's ten CHECK constraints become one
+-- 1.1 keeps the API of 1.0 and adds stripe_idem_wake_sweeper(hurry), for
+-- the pauses a pass now makes between its batches (a new C symbol: the 1.0
+-- function keeps its own). The table's ten CHECK constraints become one
 -- (the executor rebuilt all ten expressions for every INSERT and UPDATE
 -- statement). The rules are the same, now in stripe_idem_row_is_valid
 -- (src/row_rules.c), a function of the whole row. Adding the constraint
@@ -33,3 +35,14 @@ ALTER TABLE stripe_idempotency_keys
 	DROP CONSTRAINT lease_within_expiry,
 	ADD CONSTRAINT stripe_idempotency_keys_rules
 		CHECK (@extschema@.stripe_idem_row_is_valid(stripe_idempotency_keys));
+
+-- The same with hurry: the pass it starts skips the pauses between batches
+-- (stripe_idem.sweep_batch_delay), and so does a pass already running.
+-- A second function, not a default argument, so that grants made on the
+-- one above are kept by ALTER EXTENSION UPDATE.
+CREATE FUNCTION stripe_idem_wake_sweeper(hurry boolean)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'stripe_idem_wake_sweeper_1_1'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+REVOKE EXECUTE ON FUNCTION stripe_idem_wake_sweeper(boolean) FROM PUBLIC;

@@ -204,3 +204,14 @@ AS 'MODULE_PATHNAME', 'stripe_idem_wake_sweeper'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 
 REVOKE EXECUTE ON FUNCTION stripe_idem_wake_sweeper() FROM PUBLIC;
+
+-- The same with hurry: the pass it starts skips the pauses between batches
+-- (stripe_idem.sweep_batch_delay), and so does a pass already running.
+-- A second function, not a default argument, so that grants made on the
+-- one above are kept by ALTER EXTENSION UPDATE.
+CREATE FUNCTION stripe_idem_wake_sweeper(hurry boolean)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'stripe_idem_wake_sweeper_1_1'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+REVOKE EXECUTE ON FUNCTION stripe_idem_wake_sweeper(boolean) FROM PUBLIC;

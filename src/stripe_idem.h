@@ -137,6 +137,14 @@ extern bool si_preloaded;
 /* Longest last_error kept per database, including the terminator. */
 #define SI_SWEEPER_ERRLEN			256
 
+/*
+ * Longest pause between two sweeper batches. A pass stays connected to its
+ * database while it pauses, and DROP DATABASE waits at most five seconds
+ * for the sessions in a database to leave: a pause plus one batch must
+ * stay well inside that.
+ */
+#define SI_MAX_BATCH_DELAY_MS	1000
+
 /* sweeper_guc.c: settings, defined only when preloaded */
 typedef struct SiDatabaseList
 {
@@ -147,6 +155,7 @@ typedef struct SiDatabaseList
 extern const SiDatabaseList *si_sweep_database_list;
 extern int	si_sweep_interval_secs;
 extern int	si_sweep_batch_size;
+extern int	si_sweep_batch_delay_ms;
 extern char *si_sweep_role;
 extern bool si_log_sweeps;
 
@@ -197,6 +206,8 @@ typedef struct SiSweeperShared
 	pid_t		launcher_pid;	/* 0 when not running */
 	Latch	   *launcher_latch;
 	bool		wake_requested;
+	bool		hurry;			/* skip the pauses between batches until a
+								 * pass started after the request ends */
 	TimestampTz next_pass_at;	/* 0 = none scheduled */
 	bool		no_slot_logged; /* worker slot exhaustion was logged */
 	char		role_problem[SI_SWEEPER_ERRLEN];	/* last logged, "" = none */
@@ -217,6 +228,7 @@ extern void si_sweeper_request_shmem(void);
 extern void si_sweeper_startup_shmem(void);
 extern void si_sweeper_publish_databases(void);
 extern void si_sweeper_set_error(SiSweepSlot *slot, const char *message);
+extern bool si_sweeper_hurried(void);
 
 /* sweeper_launcher.c and sweeper_worker.c: the two kinds of worker */
 extern void si_sweeper_register_launcher(void);

@@ -29,6 +29,7 @@ static char *si_sweep_databases = NULL;
 const SiDatabaseList *si_sweep_database_list = NULL;
 int			si_sweep_interval_secs = 60;
 int			si_sweep_batch_size = 10000;
+int			si_sweep_batch_delay_ms = -1;
 char	   *si_sweep_role = NULL;
 bool		si_log_sweeps = true;
 
@@ -151,6 +152,16 @@ si_sweeper_define_gucs(void)
 							1, SI_MAX_SWEEP_BATCH,
 							PGC_SIGHUP,
 							GUC_SUPERUSER_ONLY,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("stripe_idem.sweep_batch_delay",
+							"Pause of the background sweeper after each batch it commits.",
+							"-1 pauses half as long as the batch took; 0 never pauses. stripe_idem_wake_sweeper(true) skips the pauses of the pass it starts.",
+							&si_sweep_batch_delay_ms,
+							-1,
+							-1, SI_MAX_BATCH_DELAY_MS,
+							PGC_SIGHUP,
+							GUC_UNIT_MS | GUC_SUPERUSER_ONLY,
 							NULL, NULL, NULL);
 
 	DefineCustomStringVariable("stripe_idem.sweep_role",

@@ -119,17 +119,30 @@ launcher_attach(void)
 	before_shmem_exit(launcher_detach, (Datum) 0);
 }
 
-/* Take a pending stripe_idem_wake_sweeper() request, if any. */
+/*
+ * Take a pending stripe_idem_wake_sweeper() request, if any; *hurry says
+ * whether a hurried one is in force.
+ */
 static bool
-take_wake_request(void)
+take_wake_request(bool *hurry)
 {
 	bool		woken;
 
 	LWLockAcquire(si_sweeper->lock, LW_EXCLUSIVE);
 	woken = si_sweeper->wake_requested;
 	si_sweeper->wake_requested = false;
+	*hurry = si_sweeper->hurry;
 	LWLockRelease(si_sweeper->lock);
 	return woken;
+}
+
+/* A hurried request is served once a pass started after it has ended. */
+static void
+end_hurry(void)
+{
+	LWLockAcquire(si_sweeper->lock, LW_EXCLUSIVE);
+	si_sweeper->hurry = false;
+	LWLockRelease(si_sweeper->lock);
 }
 
 static void
@@ -511,6 +524,7 @@ si_sweeper_launcher_main(Datum main_arg)
 		TimestampTz now;
 		TimestampTz due;
 		bool		woken;
+		bool		hurry;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -525,7 +539,7 @@ si_sweeper_launcher_main(Datum main_arg)
 		 * counted from the start of the previous pass. A wake request runs
 		 * one now, even while sweeping is paused (interval 0).
 		 */
-		woken = take_wake_request();
+		woken = take_wake_request(&hurry);
 		now = GetCurrentTimestamp();
 		if (woken)
 			due = now;
@@ -544,6 +558,8 @@ si_sweeper_launcher_main(Datum main_arg)
 						  TimestampTzPlusMilliseconds(now, si_sweep_interval_secs * (int64) 1000));
 			MemoryContextSwitchTo(pass_cxt);
 			run_pass();
+			if (hurry)
+				end_hurry();
 			MemoryContextSwitchTo(TopMemoryContext);
 			MemoryContextReset(pass_cxt);
 			pgstat_report_stat(true);

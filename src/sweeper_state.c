@@ -23,6 +23,8 @@
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "storage/ipc.h"
+#include "storage/proc.h"
+#include "storage/procarray.h"
 #include "storage/shmem.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
@@ -31,6 +33,7 @@
 
 PG_FUNCTION_INFO_V1(stripe_idem_sweeper);
 PG_FUNCTION_INFO_V1(stripe_idem_wake_sweeper);
+PG_FUNCTION_INFO_V1(stripe_idem_wake_sweeper_1_1);
 
 SiSweeperShared *si_sweeper = NULL;
 
@@ -199,16 +202,18 @@ stripe_idem_sweeper(PG_FUNCTION_ARGS)
 }
 
 /*
- * stripe_idem_wake_sweeper() RETURNS boolean
- *
- * Ask the launcher for a pass now, even while sweep_interval is 0. False
- * when no launcher is running (not yet started, restarting, or the server
- * is in recovery).
+ * Ask the launcher for a pass now, even while sweep_interval is 0. With
+ * hurry, the pass runs without the pauses between batches
+ * (stripe_idem.sweep_batch_delay), and so does the rest of a pass already
+ * running: its worker is woken from the pause it is in. False when no
+ * launcher is running (not yet started, restarting, or the server is in
+ * recovery).
  */
-Datum
-stripe_idem_wake_sweeper(PG_FUNCTION_ARGS)
+static bool
+wake_sweeper(bool hurry)
 {
 	bool		woken = false;
+	int			s;
 
 	si_require_shmem("stripe_idem_wake_sweeper");
 
@@ -216,10 +221,49 @@ stripe_idem_wake_sweeper(PG_FUNCTION_ARGS)
 	if (si_sweeper->launcher_pid != 0 && si_sweeper->launcher_latch != NULL)
 	{
 		si_sweeper->wake_requested = true;
+		if (hurry)
+			si_sweeper->hurry = true;
 		SetLatch(si_sweeper->launcher_latch);
 		woken = true;
 	}
+	if (hurry)
+	{
+		for (s = 0; s < SI_SWEEPER_MAX_DATABASES; s++)
+		{
+			pid_t		pid = si_sweeper->slots[s].worker_pid;
+			PGPROC	   *proc = pid != 0 ? BackendPidGetProc(pid) : NULL;
+
+			if (proc != NULL)
+				SetLatch(&proc->procLatch);
+		}
+	}
 	LWLockRelease(si_sweeper->lock);
 
-	PG_RETURN_BOOL(woken);
+	return woken;
+}
+
+/* True while a stripe_idem_wake_sweeper(true) request is in force. */
+bool
+si_sweeper_hurried(void)
+{
+	bool		hurry;
+
+	LWLockAcquire(si_sweeper->lock, LW_SHARED);
+	hurry = si_sweeper->hurry;
+	LWLockRelease(si_sweeper->lock);
+	return hurry;
+}
+
+/* stripe_idem_wake_sweeper() RETURNS boolean, as in 1.0 */
+Datum
+stripe_idem_wake_sweeper(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(wake_sweeper(false));
+}
+
+/* stripe_idem_wake_sweeper(hurry boolean) RETURNS boolean, from 1.1 */
+Datum
+stripe_idem_wake_sweeper_1_1(PG_FUNCTION_ARGS)
+{
+	PG_RETURN_BOOL(wake_sweeper(!PG_ARGISNULL(0) && PG_GETARG_BOOL(0)));
 }

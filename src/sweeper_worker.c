@@ -14,6 +14,13 @@
  * or early when DROP DATABASE (or another command that needs the database
  * to itself) is waiting for the sessions in it to leave.
  *
+ * Between batches the worker pauses (stripe_idem.sweep_batch_delay), so
+ * that a long pass leaves the clients their share of the machine: a sweep
+ * at full speed takes a whole core for as long as it runs. The pause is a
+ * latch wait outside any transaction, so SIGTERM (shutdown,
+ * pg_terminate_backend), a reload and stripe_idem_wake_sweeper(true) all
+ * end it at once.
+ *
  * A database without the extension, or with it still being created, is
  * not an error: the pass does nothing and the launcher logs that once. An
  * error ends the pass; it is logged when it differs from the previous
@@ -40,6 +47,9 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
+
+/* The pause between batches, as shown in pg_stat_activity.wait_event. */
+static uint32 pause_event = 0;
 
 /* Which slot this process reports into, and for which generation. */
 static int	my_slot = -1;
@@ -199,6 +209,41 @@ sweep_batch(int batch_size, TimestampTz *lower_bound, int64 done)
 	return deleted;
 }
 
+/*
+ * Pause after a batch that took batch_ms: stripe_idem.sweep_batch_delay
+ * milliseconds, or with -1 half as long as the batch took (a duty cycle of
+ * two thirds, whatever the machine's speed), at most the setting's
+ * maximum. A reload is applied at once (and may end the pause); a hurried
+ * wake request ends it.
+ */
+static void
+pause_after_batch(long batch_ms)
+{
+	TimestampTz start = GetCurrentTimestamp();
+
+	for (;;)
+	{
+		long		delay;
+		long		left;
+
+		CHECK_FOR_INTERRUPTS();
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+		delay = si_sweep_batch_delay_ms >= 0 ? si_sweep_batch_delay_ms :
+			Min(batch_ms / 2, (long) SI_MAX_BATCH_DELAY_MS);
+		left = delay - (long) TimestampDifferenceMilliseconds(start, GetCurrentTimestamp());
+		if (left <= 0 || si_sweeper_hurried())
+			return;
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, left,
+						 si_wait_event(pause_event, "StripeIdemSweeperBatchDelay"));
+		ResetLatch(MyLatch);
+	}
+}
+
 void
 si_sweeper_worker_main(Datum main_arg)
 {
@@ -250,6 +295,7 @@ si_sweeper_worker_main(Datum main_arg)
 		{
 			int			batch_size;
 			int64		deleted;
+			TimestampTz batch_start;
 
 			CHECK_FOR_INTERRUPTS();
 			if (ConfigReloadPending)
@@ -259,6 +305,7 @@ si_sweeper_worker_main(Datum main_arg)
 			}
 			batch_size = si_sweep_batch_size;
 
+			batch_start = GetCurrentTimestamp();
 			deleted = sweep_batch(batch_size, &lower_bound, total);
 			MemoryContextSwitchTo(worker_cxt);
 			if (deleted == SI_BATCH_NOT_INSTALLED)
@@ -278,6 +325,8 @@ si_sweeper_worker_main(Datum main_arg)
 			report_progress(deleted);
 			if (deleted < batch_size)
 				break;
+			pause_after_batch((long) TimestampDifferenceMilliseconds(batch_start,
+																	 GetCurrentTimestamp()));
 		}
 	}
 	PG_CATCH();

@@ -85,7 +85,8 @@ my %calls = (
 	'table stripe_idempotency_keys' => q{SELECT * FROM payments.stripe_idempotency_keys},
 );
 
-# The list above covers every member of the extension but the two pure
+# The list above covers every member of the extension but the second
+# stripe_idem_wake_sweeper (checked on its own below) and the two pure
 # functions (new_stripe_idempotency_key formats a random key; the table's
 # CHECK function judges only the row value it is handed), so a function
 # added later without a privilege test fails here.
@@ -95,7 +96,8 @@ is($node->safe_psql('postgres', q{
 			'^(function|view|table) (payments\.)?([a-z_]+).*$', '\1 \3') AS m
 		FROM pg_depend WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
 		AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'stripe_idem')) members}),
-	join(',', sort map { /^(view|table) / ? $_ : "function $_" } keys(%calls), 'new_stripe_idempotency_key', 'stripe_idem_row_is_valid'),
+	join(',', sort map { /^(view|table) / ? $_ : "function $_" } keys(%calls), 'new_stripe_idempotency_key', 'stripe_idem_row_is_valid',
+		'stripe_idem_wake_sweeper'),
 	'the test knows every function, view and table of the extension');
 
 for my $role ('nobody', 'outsider')
@@ -116,6 +118,8 @@ for my $role ('nobody', 'outsider')
 		is($answers[0][1], $answers[1][1], "$role: $what: the same error whether the operation exists or not");
 		unlike($answers[0][1], qr/SECRET|4242|\Q$secret_key\E|old-cart|cs_live/, "$role: $what: the error reveals no row");
 	}
+	my ($wcode) = as_role($role, q{SELECT payments.stripe_idem_wake_sweeper(true)});
+	is($wcode, '42501', "$role: stripe_idem_wake_sweeper(true): permission denied");
 	my ($code, $key) = as_role($role, q{SELECT payments.new_stripe_idempotency_key('pay:secret', 'cart-42')});
 	if ($role eq 'nobody')
 	{
@@ -219,7 +223,7 @@ is($node->safe_psql('postgres', q{
 	FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid
 	WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
 	AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'stripe_idem')}),
-	'0 of ' . (grep({ !/^(view|table) / } keys %calls) + 2), 'no function of the extension is SECURITY DEFINER');
+	'0 of ' . (grep({ !/^(view|table) / } keys %calls) + 3), 'no function of the extension is SECURITY DEFINER');
 
 $node->stop;
 done_testing();
