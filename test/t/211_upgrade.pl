@@ -96,6 +96,9 @@ my ($rc, $out, $err) = $node->psql('upgraded', q{INSERT INTO payments.stripe_ide
 	VALUES ('bad type', 'x', 'k', 'in_progress', now() + interval '1 day')});
 like($err, qr/violates check constraint "operation_type_format"/, 'at 1.0: the ten 1.0 CHECK constraints still hold');
 
+# An operator's grant on a 1.0 function survives the update.
+sql('upgraded', 'GRANT EXECUTE ON FUNCTION payments.stripe_idem_wake_sweeper() TO app');
+
 # A session that used the API at 1.0 stays open across the update.
 my $session = $node->background_psql('upgraded');
 $session->query_safe(q{SELECT state FROM payments.begin_stripe_idempotency('up:test', 'op-1')});
@@ -117,6 +120,11 @@ is(sql('upgraded', q{SELECT count(*) FROM payments.stripe_idempotency_keys k
 is(sql('upgraded', q{SELECT string_agg(conname || ' ' || convalidated, ',' ORDER BY conname) FROM pg_constraint
 	WHERE conrelid = 'payments.stripe_idempotency_keys'::regclass AND contype = 'c'}),
 	'stripe_idempotency_keys_rules true', 'one CHECK constraint, validated against the existing rows');
+
+is(sql('upgraded', q{SELECT has_function_privilege('app', 'payments.stripe_idem_wake_sweeper()', 'EXECUTE')
+	|| ' ' || has_function_privilege('app', 'payments.stripe_idem_wake_sweeper(boolean)', 'EXECUTE')}),
+	'true false', 'the grant on stripe_idem_wake_sweeper() is kept; the new stripe_idem_wake_sweeper(boolean) is not granted');
+sql('upgraded', 'REVOKE EXECUTE ON FUNCTION payments.stripe_idem_wake_sweeper() FROM app');
 
 # Everything an install consists of, one line per fact, read from the
 # catalogs for every member of the extension: pg_dump does not show them.
@@ -176,6 +184,7 @@ like($fresh_shape, qr/AS '\$libdir\/stripe_idem', \$function\$begin_stripe_idemp
 	'(and the functions\' C symbols)');
 like($fresh_shape, qr/^comment function payments\.stripe_idem_row_is_valid/m, '(and the comments)');
 like($fresh_shape, qr/^column 1 operation_type text collation C /m, '(and the collations)');
+like($fresh_shape, qr/stripe_idem', \$function\$stripe_idem_wake_sweeper_1_1\$function\$/, '(and the 1.1 function with its own C symbol)');
 
 # After the update: the API, in the session that was open across it and in
 # new ones, and the new rules.
