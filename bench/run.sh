@@ -9,7 +9,7 @@
 # Options:
 #   --out DIR           where results go (default bench/out)
 #   --variants "c plpgsql raw"    which implementations to compare
-#   --only "check begin contention server sizes scale sweep"   which parts to run
+#   --only "check begin contention server sizes scale sweep instructions"   which parts to run
 #
 # Variants: c (the extension, schema stripe_idem), plpgsql (bench/sql/
 # plpgsql_idem.sql), raw (the statements of bench/workloads/raw sent by
@@ -19,7 +19,9 @@
 #
 # Outputs in DIR: results.csv (every pgbench run), server.csv (server-side
 # cost per call), sweep.csv, sizes.csv, settings.txt, summary.md (the
-# tables, medians and ratios, targets), sweep_latency.png, run.log.
+# tables, medians and ratios, targets), sweep_latency.png, run.log, and
+# from bench/instructions.sh (instructions per call under callgrind)
+# instructions.csv, instructions.md and the callgrind files.
 #
 # Started as root it installs what is missing (gnuplot-nox) and runs the
 # cluster work as the postgres user in a scratch directory, then copies
@@ -32,7 +34,7 @@ TOP=$(cd "$BENCH/.." && pwd)
 mode=full
 out=""
 variants="c plpgsql raw"
-only="check begin contention server sizes scale sweep"
+only="check begin contention server sizes scale sweep instructions"
 orig_args=("$@")
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -79,6 +81,11 @@ fi
 
 # ---------------------------------------------------------------- settings
 PGMAJOR=${PGMAJOR:-15}
+# The server that pg_config on PATH names (the one the extension was
+# installed into by make install), not a fixed system path.
+PGBIN=$(pg_config --bindir)
+PGSHARE=$(pg_config --sharedir)
+export PGBIN
 if [ "$mode" = smoke ]; then
 	DUR=1                   # seconds per pgbench run
 	ROUNDS=1
@@ -130,10 +137,10 @@ has_variant() { [[ " $variants " == *" $1 "* ]]; }
 
 source "$TOP/test/lib/cluster.sh"
 
-ext_sql="/usr/share/postgresql/$PGMAJOR/extension/stripe_idem--1.0.sql"
+ext_sql="$PGSHARE/extension/stripe_idem--1.0.sql"
 have_ext=0
 have_sweeper=0
-if [ -f "/usr/share/postgresql/$PGMAJOR/extension/stripe_idem.control" ]; then
+if [ -f "$PGSHARE/extension/stripe_idem.control" ]; then
 	have_ext=1
 	grep -q "stripe_idem_wake_sweeper" "$ext_sql" 2>/dev/null && have_sweeper=1
 fi
@@ -217,15 +224,9 @@ create_db() {
 		case $v in
 			c) ;;
 			plpgsql|raw)
-				# The baselines' table is the extension's, copied; without the
-				# extension, the copy of its definition in table.sql.
-				if [ $have_ext = 1 ]; then
-					psql_q -d "$db" -c "CREATE SCHEMA ${SCHEMA[$v]}" \
-						-c "CREATE TABLE ${SCHEMA[$v]}.stripe_idempotency_keys
-							(LIKE stripe_idem.stripe_idempotency_keys INCLUDING ALL)"
-				else
-					psql_q -d "$db" -v schema="${SCHEMA[$v]}" -f "$BENCH/sql/table.sql"
-				fi
+				# The baselines' own plain table (plain_table.sql), not a
+				# copy of the extension's.
+				psql_q -d "$db" -v schema="${SCHEMA[$v]}" -f "$BENCH/sql/plain_table.sql"
 				if [ "$v" = plpgsql ]; then
 					psql_q -d "$db" -f "$BENCH/sql/plpgsql_idem.sql"
 				fi
@@ -606,11 +607,27 @@ if want sweep; then
 	done
 fi
 
+# ---------------------------------------------------------------- instructions
+# Instructions per call under callgrind, in their own single-user backend
+# (bench/instructions.sh); the cluster above is not used.
+if want instructions && has_variant c && has_variant plpgsql; then
+	log "instructions per call (callgrind)"
+	smoke_arg=()
+	[ "$mode" = smoke ] && smoke_arg=(--smoke)
+	if ! bash "$BENCH/instructions.sh" "${smoke_arg[@]}" --out "$out" >>"$LOG" 2>&1; then
+		log "instructions failed"
+		failures=$((failures + 1))
+	fi
+fi
+
 # ---------------------------------------------------------------- report
 log "report"
 if ! bash "$BENCH/report.sh" "$out" "$variants" >"$out/summary.md"; then
 	log "report failed"
 	failures=$((failures + 1))
+fi
+if [ -f "$out/instructions.md" ]; then
+	{ echo; cat "$out/instructions.md"; } >>"$out/summary.md"
 fi
 cat "$out/summary.md"
 log "done in $(($(date +%s) - started))s, $failures failure(s)"

@@ -1,6 +1,6 @@
 -- Baseline 1: the stripe_idem API written by hand in PL/pgSQL, the way a
--- careful team would write it without the extension. Same table (table.sql),
--- same functions, same results for the same calls:
+-- careful team would write it without the extension, over its own plain
+-- table (plain_table.sql): same functions, same results for the same calls:
 --   * keys are "operation_type:operation_id:" || gen_random_uuid();
 --   * fingerprints are sha256 of the jsonb text, hex (no pgcrypto needed);
 --   * "now" is statement_timestamp(); expired rows count as absent;
@@ -8,10 +8,11 @@
 --     1 second and 365 days, the lease never longer than the ttl.
 -- Table names are schema-qualified and there is no SET search_path: that is
 -- the fastest safe way to write it, so the comparison is against a strong
--- baseline, not a careless one. Argument checks beyond NULLs and intervals
--- are left to the table's CHECK constraints, as a team would.
+-- baseline, not a careless one. Argument formats beyond NULLs and intervals
+-- are not checked: the plain table has no CHECK constraints, as a team's
+-- table usually has none.
 --
---   psql -f table.sql -v schema=plpgsql_idem && psql -f plpgsql_idem.sql
+--   psql -f plain_table.sql -v schema=plpgsql_idem && psql -f plpgsql_idem.sql
 
 CREATE FUNCTION plpgsql_idem.begin_stripe_idempotency(
 	operation_type text,

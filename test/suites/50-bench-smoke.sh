@@ -53,6 +53,19 @@ done
 n=$(awk -F, 'NR > 1 && $1 == "scale" && $6 + 0 > 0 { s[$2] = 1 } END { print length(s) }' "$out/results.csv" 2>/dev/null)
 [ "${n:-0}" -ge 2 ] && ok "scale: both table sizes measured" || bad "scale: ${n:-0} table size(s) measured"
 
+# instructions per call (callgrind): every call, both variants, in the call
+# and per statement, and the probe
+for call in check_hit begin_replay begin_new; do
+	for v in c plpgsql; do
+		has "$out/instructions.csv" "\$1 == \"$call\" && \$2 == \"$v\" && \$8 + 0 > 0 && \$11 + 0 > 0" &&
+			ok "instructions $call $v" || bad "instructions $call $v: missing"
+	done
+done
+has "$out/instructions.csv" "\$1 == \"probe\" && \$11 + 0 > 0" && ok "instructions probe" || bad "instructions probe: missing"
+[ -s "$out/callgrind.begin_new.c.2n.out" ] && ok "callgrind profile kept" || bad "callgrind profile missing"
+grep -q '^| begin, new operation' "$out/summary.md" 2>/dev/null &&
+	ok "summary.md has the instructions table" || bad "summary.md without the instructions table"
+
 if grep -q '^| target | measured' "$out/summary.md" 2>/dev/null; then
 	ok "summary.md has the targets table"
 else
