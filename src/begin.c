@@ -68,8 +68,8 @@ enum
 typedef struct BeginArgs
 {
 	Jsonb	   *params;
-	Datum		args[6];		/* for the INSERT and the replacement */
-	char		nulls[6];
+	Datum		args[6];		/* type, id, key, fingerprint, lease, ttl */
+	char		nulls[7];		/* for these, and for the INSERT's seven */
 	bool		have_fingerprint;
 	bool		have_key;
 } BeginArgs;
@@ -150,9 +150,22 @@ begin_stripe_idempotency(PG_FUNCTION_ARGS)
 
 		if (!have_row)
 		{
-			/* A new operation: one INSERT. */
+			/*
+			 * A new operation: one INSERT. "now" is statement_timestamp(),
+			 * as in every other statement (plans.c); computed here once.
+			 */
+			TimestampTz now = GetCurrentStatementStartTimestamp();
+			Datum		iargs[7];
+
 			need_new_key(&b);
-			rc = SPI_execute_plan(si_plan(SI_PLAN_INSERT_ACQUIRE), b.args, b.nulls, false, 0);
+			iargs[0] = b.args[0];
+			iargs[1] = b.args[1];
+			iargs[2] = b.args[2];
+			iargs[3] = b.args[3];
+			iargs[4] = TimestampTzGetDatum(now);
+			iargs[5] = DirectFunctionCall2(timestamptz_pl_interval, iargs[4], b.args[4]);
+			iargs[6] = DirectFunctionCall2(timestamptz_pl_interval, iargs[4], b.args[5]);
+			rc = SPI_execute_plan(si_plan(SI_PLAN_INSERT_ACQUIRE), iargs, b.nulls, false, 0);
 			si_spi_check(rc, SPI_OK_INSERT, "inserting the operation");
 			if (SPI_processed == 1)
 			{

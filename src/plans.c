@@ -49,7 +49,7 @@
 #define SI_EQ " OPERATOR(pg_catalog.=) "
 #define SI_WHERE_PK " WHERE operation_type" SI_EQ "$1 AND operation_id" SI_EQ "$2"
 
-#define SI_MAX_PLAN_ARGS 6
+#define SI_MAX_PLAN_ARGS 7
 
 typedef struct SiPlanDef
 {
@@ -60,15 +60,18 @@ typedef struct SiPlanDef
 
 static const SiPlanDef plan_defs[SI_NUM_PLANS] = {
 	[SI_PLAN_INSERT_ACQUIRE] = {
-		/* $1 type, $2 id, $3 new key, $4 fingerprint, $5 lease, $6 ttl */
+		/*
+		 * $1 type, $2 id, $3 new key, $4 fingerprint, $5 now, $6 end of the
+		 * lease, $7 expiry. The times are computed by the caller from
+		 * statement_timestamp() (see begin.c): a VALUES row of parameters
+		 * is the cheapest there is for the executor to set up.
+		 */
 		"INSERT INTO @table@ (operation_type, operation_id,"
 		" stripe_idempotency_key, request_fingerprint, status, attempts,"
 		" locked_until, created_at, updated_at, expires_at)"
-		" VALUES ($1, $2, $3, $4, 'in_progress', 1,"
-		" " SI_NOW " OPERATOR(pg_catalog.+) $5, " SI_NOW ", " SI_NOW ","
-		" " SI_NOW " OPERATOR(pg_catalog.+) $6)"
+		" VALUES ($1, $2, $3, $4, 'in_progress', 1, $6, $5, $5, $7)"
 		" ON CONFLICT (operation_type, operation_id) DO NOTHING",
-		6, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, INTERVALOID, INTERVALOID}
+		7, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
 	},
 	[SI_PLAN_SELECT_ROW] = {
 		/* columns numbered by SI_ROW_* in the callers */
