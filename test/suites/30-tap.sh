@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# majors: all
 # TAP tests (test/t/*.pl) with PostgreSQL::Test::Cluster.
 set -uo pipefail
 source "$SRC/test/lib/cluster.sh"
