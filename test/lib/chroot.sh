@@ -114,6 +114,13 @@ chroot_ensure() {
 	# Archives whose Release file is older than its Valid-Until date
 	# (sid, at times) would otherwise be refused.
 	echo 'Acquire::Check-Valid-Until "false";' >"$dir/etc/apt/apt.conf.d/99stripe-idem"
+	# Packages must not start services in the chroot (a postmaster left
+	# running would hold its mounts), and no default cluster is wanted:
+	# the suites make their own.
+	printf '#!/bin/sh\nexit 101\n' >"$dir/usr/sbin/policy-rc.d"
+	chmod 755 "$dir/usr/sbin/policy-rc.d"
+	mkdir -p "$dir/etc/postgresql-common"
+	echo 'create_main_cluster = false' >"$dir/etc/postgresql-common/createcluster.conf"
 	# The server and initdb need the C.UTF-8 locale, which glibc ships.
 	if ! chroot_run "$name" sh -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends $* >/tmp/apt.log 2>&1 || { tail -n 30 /tmp/apt.log; exit 1; }"; then
 		echo "installing packages into chroot $name failed" >&2
