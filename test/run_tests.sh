@@ -65,7 +65,9 @@ skip_major() {
 		n=$((n + 1))
 	done
 	total_skip=$((total_skip + n))
-	rows+=("$(printf '%-22s %-5s %s' "($n suites)" "$major" "skipped: $reason")")
+	local what="$n suites"
+	[ "$n" = 1 ] && what="1 suite"
+	rows+=("$(printf '%-22s %-5s %s' "($what)" "$major" "skipped: $reason")")
 }
 
 matches_patterns() {
@@ -130,7 +132,7 @@ for major in $majors; do
 		--exclude=results --exclude=tmp_check -cf - . | tar -C "$croot/root/stripe_idem" -xf -
 	quoted=""
 	[ ${#args[@]} -gt 0 ] && quoted=$(printf '%q ' "${args[@]}")
-	chroot_run "$name" bash -c "cd /root/stripe_idem && PGMAJOR=$major bash test/lib/run_suites.sh --every-major $quoted" 2>&1 | tee "$log"
+	chroot_run "$name" bash -c "cd /root/stripe_idem && PGMAJOR=$major STRIPE_IDEM_TAP_TESTS=$(printf %q "${STRIPE_IDEM_TAP_TESTS:-}") bash test/lib/run_suites.sh --every-major $quoted" 2>&1 | tee "$log"
 	rm -rf "$croot/root/stripe_idem"
 	collect "$log" "$major"
 	echo "===== PostgreSQL $major: $((SECONDS - start)) s including the chroot"

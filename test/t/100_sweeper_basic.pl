@@ -240,6 +240,23 @@ for my $case (@bad)
 like($err, qr/invalid configuration parameter name "stripe_idem.no_such"/,
 	'the stripe_idem prefix is reserved');
 
+# Between passes the launcher waits on its own wait event from PostgreSQL
+# 17 on (custom wait events), on the generic "Extension" one before.
+my $want_event = $node->safe_psql('postgres', 'SHOW server_version_num') >= 170000
+  ? 'Extension StripeIdemSweeperLauncherMain' : 'Extension Extension';
+ok($node->poll_query_until('postgres', q{
+	SELECT wait_event_type || ' ' || wait_event FROM pg_stat_activity
+	WHERE backend_type = 'stripe_idem launcher'}, $want_event),
+	"the launcher's wait shows as $want_event");
+
+# From PostgreSQL 18 the loaded library says what it is.
+if ($node->safe_psql('postgres', 'SHOW server_version_num') >= 180000)
+{
+	like($node->safe_psql('postgres', q{
+		SELECT module_name || ' ' || version FROM pg_get_loaded_modules() WHERE file_name = 'stripe_idem.so'}),
+		qr/^stripe_idem \d+\.\d+$/, 'pg_get_loaded_modules() names stripe_idem and its version');
+}
+
 # Without the preload the functions say how to enable them.
 $node->append_conf('postgresql.conf', "shared_preload_libraries = ''");
 $node->restart;
