@@ -154,7 +154,7 @@ begin_stripe_idempotency(PG_FUNCTION_ARGS)
 			 * A new operation: one INSERT. "now" is statement_timestamp(),
 			 * as in every other statement (plans.c); computed here once.
 			 */
-			TimestampTz now = GetCurrentStatementStartTimestamp();
+			TimestampTz stmt_now = GetCurrentStatementStartTimestamp();
 			Datum		iargs[7];
 
 			need_new_key(&b);
@@ -162,7 +162,7 @@ begin_stripe_idempotency(PG_FUNCTION_ARGS)
 			iargs[1] = b.args[1];
 			iargs[2] = b.args[2];
 			iargs[3] = b.args[3];
-			iargs[4] = TimestampTzGetDatum(now);
+			iargs[4] = TimestampTzGetDatum(stmt_now);
 			iargs[5] = DirectFunctionCall2(timestamptz_pl_interval, iargs[4], b.args[4]);
 			iargs[6] = DirectFunctionCall2(timestamptz_pl_interval, iargs[4], b.args[5]);
 			rc = SPI_execute_plan(si_plan(SI_PLAN_INSERT_ACQUIRE), iargs, b.nulls, false, 0);

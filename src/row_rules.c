@@ -111,7 +111,6 @@ static bool
 rules_hold(Datum *values, bool *nulls)
 {
 	bool		completed = false;
-	bool		in_progress = false;
 
 	if (!token_ok(COL(ROW_OPERATION_TYPE), NUL(ROW_OPERATION_TYPE), 1, SI_MAX_OPERATION_TYPE, si_is_type_char) ||
 		!token_ok(COL(ROW_OPERATION_ID), NUL(ROW_OPERATION_ID), 1, SI_MAX_OPERATION_ID, si_is_printable_char) ||
@@ -122,8 +121,7 @@ rules_hold(Datum *values, bool *nulls)
 	if (!NUL(ROW_STATUS))
 	{
 		completed = text_is(COL(ROW_STATUS), "completed");
-		in_progress = !completed && text_is(COL(ROW_STATUS), "in_progress");
-		if (!completed && !in_progress)
+		if (!completed && !text_is(COL(ROW_STATUS), "in_progress"))
 			return false;
 	}
 
