@@ -74,13 +74,8 @@ static const SiPlanDef plan_defs[SI_NUM_PLANS] = {
 		7, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
 	},
 	[SI_PLAN_SELECT_ROW] = {
-		/* columns numbered by SI_ROW_* in the callers */
-		"SELECT stripe_idempotency_key, request_fingerprint, status,"
-		" stripe_resource_id, response, attempts,"
-		" locked_until OPERATOR(pg_catalog.>) " SI_NOW ","
-		" locked_until OPERATOR(pg_catalog.-) " SI_NOW ","
-		" expires_at OPERATOR(pg_catalog.<=) " SI_NOW
-		" FROM @table@" SI_WHERE_PK,
+		/* the whole row as one column; result.c reads it */
+		"SELECT k FROM @table@ k" SI_WHERE_PK,
 		2, {TEXTOID, TEXTOID}
 	},
 	[SI_PLAN_TAKEOVER] = {

@@ -14,9 +14,12 @@
  */
 #include "stripe_idem.h"
 
+#include "access/htup_details.h"
+#include "access/xact.h"
 #include "funcapi.h"
 #include "utils/builtins.h"
 #include "utils/tuplestore.h"
+#include "utils/typcache.h"
 
 /*
  * Emit the single result row. The tuplestore copies the values, so they may
@@ -60,16 +63,63 @@ si_spi_check(int rc, int expected, const char *what)
 }
 
 /*
+ * The first SI_NCOLS columns of a stripe_idempotency_keys row value (a
+ * composite datum). The values point into the datum.
+ */
+void
+si_deform_row(Datum row, Datum *values, bool *nulls)
+{
+	HeapTupleHeader rec = DatumGetHeapTupleHeader(row);
+	HeapTupleData tuple;
+	TupleDesc	tupdesc;
+	Datum	   *all_values;
+	bool	   *all_nulls;
+
+	tupdesc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(rec),
+									 HeapTupleHeaderGetTypMod(rec));
+	if (tupdesc->natts < SI_NCOLS)
+		elog(ERROR, "row of type %u has %d columns, expected at least %d",
+			 HeapTupleHeaderGetTypeId(rec), tupdesc->natts, SI_NCOLS);
+	tuple.t_len = HeapTupleHeaderGetDatumLength(rec);
+	ItemPointerSetInvalid(&(tuple.t_self));
+	tuple.t_tableOid = InvalidOid;
+	tuple.t_data = rec;
+
+	if (tupdesc->natts == SI_NCOLS)
+		heap_deform_tuple(&tuple, tupdesc, values, nulls);
+	else
+	{
+		/* columns added by hand after ours: deform all, keep ours */
+		all_values = palloc(tupdesc->natts * sizeof(Datum));
+		all_nulls = palloc(tupdesc->natts * sizeof(bool));
+		heap_deform_tuple(&tuple, tupdesc, all_values, all_nulls);
+		memcpy(values, all_values, SI_NCOLS * sizeof(Datum));
+		memcpy(nulls, all_nulls, SI_NCOLS * sizeof(bool));
+		pfree(all_values);
+		pfree(all_nulls);
+	}
+	ReleaseTupleDesc(tupdesc);
+}
+
+/*
  * Read the operation's row, without locking it: every decision taken from
  * it is either read-only or made by a conditional UPDATE that re-checks the
  * same conditions, so a concurrent change shows up as "0 rows updated" and
  * the caller reads again. Returns false if there is no row. The values stay
- * valid until the next SPI call.
+ * valid until SPI_finish.
+ *
+ * The plan returns the whole row as its one column, the least result there
+ * is for the executor to set up; the comparisons with "now"
+ * (statement_timestamp(), as in every plan) are made here.
  */
 bool
 si_fetch_row(Datum operation_type, Datum operation_id, SiRow *row)
 {
 	Datum		args[2] = {operation_type, operation_id};
+	Datum		values[SI_NCOLS];
+	bool		nulls[SI_NCOLS];
+	TimestampTz now = GetCurrentStatementStartTimestamp();
+	text	   *status;
 	bool		isnull;
 	int			rc;
 
@@ -78,18 +128,37 @@ si_fetch_row(Datum operation_type, Datum operation_id, SiRow *row)
 	if (SPI_processed == 0)
 		return false;
 
-	row->key = si_spi_value(0, 1, &isnull);
-	row->fingerprint = si_spi_value(0, 2, &row->fingerprint_null);
-	row->completed = (strcmp(TextDatumGetCString(si_spi_value(0, 3, &isnull)),
-							 "completed") == 0);
-	row->resource_id = si_spi_value(0, 4, &row->resource_id_null);
-	row->response = si_spi_value(0, 5, &row->response_null);
-	row->attempts = DatumGetInt32(si_spi_value(0, 6, &isnull));
-	row->lease_live = DatumGetBool(si_spi_value(0, 7, &isnull));
-	if (isnull)
+	si_deform_row(si_spi_value(0, 1, &isnull), values, nulls);
+
+	row->key = values[SI_COL_KEY - 1];
+	row->fingerprint = values[SI_COL_FINGERPRINT - 1];
+	row->fingerprint_null = nulls[SI_COL_FINGERPRINT - 1];
+	status = DatumGetTextPP(values[SI_COL_STATUS - 1]);
+	row->completed = VARSIZE_ANY_EXHDR(status) == strlen("completed") &&
+		memcmp(VARDATA_ANY(status), "completed", strlen("completed")) == 0;
+	row->resource_id = values[SI_COL_RESOURCE_ID - 1];
+	row->resource_id_null = nulls[SI_COL_RESOURCE_ID - 1];
+	row->response = values[SI_COL_RESPONSE - 1];
+	row->response_null = nulls[SI_COL_RESPONSE - 1];
+	row->attempts = DatumGetInt32(values[SI_COL_ATTEMPTS - 1]);
+	if (nulls[SI_COL_LOCKED_UNTIL - 1])
+	{
 		row->lease_live = false;	/* no lease at all */
-	row->lease_left = si_spi_value(0, 8, &row->lease_left_null);
-	row->expired = DatumGetBool(si_spi_value(0, 9, &isnull));
+		row->lease_left = (Datum) 0;
+		row->lease_left_null = true;
+	}
+	else
+	{
+		TimestampTz locked_until = DatumGetTimestampTz(values[SI_COL_LOCKED_UNTIL - 1]);
+
+		row->lease_live = locked_until > now;
+		/* the interval locked_until - now, exactly as the operator makes it */
+		row->lease_left = DirectFunctionCall2(timestamp_mi,
+											  TimestampTzGetDatum(locked_until),
+											  TimestampTzGetDatum(now));
+		row->lease_left_null = false;
+	}
+	row->expired = DatumGetTimestampTz(values[SI_COL_EXPIRES_AT - 1]) <= now;
 	return true;
 }
 

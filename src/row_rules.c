@@ -35,33 +35,11 @@
  */
 #include "stripe_idem.h"
 
-#include "access/htup_details.h"
-#include "funcapi.h"
 #include "mb/pg_wchar.h"
-#include "utils/typcache.h"
 
 PG_FUNCTION_INFO_V1(stripe_idem_row_is_valid);
 
 #define SI_FINGERPRINT_LEN	64
-
-/* Attribute numbers of the columns the rules read, fixed by the install script. */
-enum
-{
-	ROW_OPERATION_TYPE = 1,
-	ROW_OPERATION_ID,
-	ROW_KEY,
-	ROW_FINGERPRINT,
-	ROW_STATUS,
-	ROW_RESOURCE_ID,
-	ROW_RESPONSE,
-	ROW_ATTEMPTS,
-	ROW_LOCKED_UNTIL,
-	ROW_CREATED_AT,
-	ROW_UPDATED_AT,
-	ROW_COMPLETED_AT,
-	ROW_EXPIRES_AT,
-	ROW_NCOLS = ROW_EXPIRES_AT
-};
 
 /* minlen to maxlen bytes, each accepted by ok(); NULL passes. */
 static bool
@@ -112,23 +90,23 @@ rules_hold(Datum *values, bool *nulls)
 {
 	bool		completed = false;
 
-	if (!token_ok(COL(ROW_OPERATION_TYPE), NUL(ROW_OPERATION_TYPE), 1, SI_MAX_OPERATION_TYPE, si_is_type_char) ||
-		!token_ok(COL(ROW_OPERATION_ID), NUL(ROW_OPERATION_ID), 1, SI_MAX_OPERATION_ID, si_is_printable_char) ||
-		!token_ok(COL(ROW_KEY), NUL(ROW_KEY), 1, SI_MAX_KEY, si_is_printable_char) ||
-		!token_ok(COL(ROW_FINGERPRINT), NUL(ROW_FINGERPRINT), SI_FINGERPRINT_LEN, SI_FINGERPRINT_LEN, is_lower_hex))
+	if (!token_ok(COL(SI_COL_OPERATION_TYPE), NUL(SI_COL_OPERATION_TYPE), 1, SI_MAX_OPERATION_TYPE, si_is_type_char) ||
+		!token_ok(COL(SI_COL_OPERATION_ID), NUL(SI_COL_OPERATION_ID), 1, SI_MAX_OPERATION_ID, si_is_printable_char) ||
+		!token_ok(COL(SI_COL_KEY), NUL(SI_COL_KEY), 1, SI_MAX_KEY, si_is_printable_char) ||
+		!token_ok(COL(SI_COL_FINGERPRINT), NUL(SI_COL_FINGERPRINT), SI_FINGERPRINT_LEN, SI_FINGERPRINT_LEN, is_lower_hex))
 		return false;
 
-	if (!NUL(ROW_STATUS))
+	if (!NUL(SI_COL_STATUS))
 	{
-		completed = text_is(COL(ROW_STATUS), "completed");
-		if (!completed && !text_is(COL(ROW_STATUS), "in_progress"))
+		completed = text_is(COL(SI_COL_STATUS), "completed");
+		if (!completed && !text_is(COL(SI_COL_STATUS), "in_progress"))
 			return false;
 	}
 
 	/* In characters, as char_length() counted it: the id may be any text. */
-	if (!NUL(ROW_RESOURCE_ID))
+	if (!NUL(SI_COL_RESOURCE_ID))
 	{
-		text	   *id = DatumGetTextPP(COL(ROW_RESOURCE_ID));
+		text	   *id = DatumGetTextPP(COL(SI_COL_RESOURCE_ID));
 		int			len = VARSIZE_ANY_EXHDR(id);
 
 		if (len == 0 ||
@@ -137,19 +115,19 @@ rules_hold(Datum *values, bool *nulls)
 			return false;
 	}
 
-	if (!NUL(ROW_ATTEMPTS) && DatumGetInt32(COL(ROW_ATTEMPTS)) < 1)
+	if (!NUL(SI_COL_ATTEMPTS) && DatumGetInt32(COL(SI_COL_ATTEMPTS)) < 1)
 		return false;
 
-	if (completed && NUL(ROW_RESOURCE_ID) && NUL(ROW_RESPONSE))
+	if (completed && NUL(SI_COL_RESOURCE_ID) && NUL(SI_COL_RESPONSE))
 		return false;
 
-	if (!NUL(ROW_LOCKED_UNTIL))
+	if (!NUL(SI_COL_LOCKED_UNTIL))
 	{
 		/* status NULL passes, as "status = 'in_progress'" was NULL then */
 		if (completed)
 			return false;
-		if (!NUL(ROW_EXPIRES_AT) &&
-			DatumGetTimestampTz(COL(ROW_LOCKED_UNTIL)) > DatumGetTimestampTz(COL(ROW_EXPIRES_AT)))
+		if (!NUL(SI_COL_EXPIRES_AT) &&
+			DatumGetTimestampTz(COL(SI_COL_LOCKED_UNTIL)) > DatumGetTimestampTz(COL(SI_COL_EXPIRES_AT)))
 			return false;
 	}
 
@@ -162,32 +140,11 @@ rules_hold(Datum *values, bool *nulls)
 Datum
 stripe_idem_row_is_valid(PG_FUNCTION_ARGS)
 {
-	HeapTupleHeader rec;
-	HeapTupleData tuple;
-	TupleDesc	tupdesc;
-	Datum	   *values;
-	bool	   *nulls;
-	bool		valid;
+	Datum		values[SI_NCOLS];
+	bool		nulls[SI_NCOLS];
 
 	if (PG_ARGISNULL(0))
 		PG_RETURN_BOOL(true);
-	rec = PG_GETARG_HEAPTUPLEHEADER(0);
-	tupdesc = lookup_rowtype_tupdesc(HeapTupleHeaderGetTypeId(rec),
-									 HeapTupleHeaderGetTypMod(rec));
-	if (tupdesc->natts < ROW_NCOLS)
-		elog(ERROR, "stripe_idem_row_is_valid: row has %d columns, expected at least %d",
-			 tupdesc->natts, ROW_NCOLS);
-	tuple.t_len = HeapTupleHeaderGetDatumLength(rec);
-	ItemPointerSetInvalid(&(tuple.t_self));
-	tuple.t_tableOid = InvalidOid;
-	tuple.t_data = rec;
-	values = palloc(tupdesc->natts * sizeof(Datum));
-	nulls = palloc(tupdesc->natts * sizeof(bool));
-	heap_deform_tuple(&tuple, tupdesc, values, nulls);
-	ReleaseTupleDesc(tupdesc);
-
-	valid = rules_hold(values, nulls);
-	pfree(values);
-	pfree(nulls);
-	PG_RETURN_BOOL(valid);
+	si_deform_row(PG_GETARG_DATUM(0), values, nulls);
+	PG_RETURN_BOOL(rules_hold(values, nulls));
 }

@@ -33,6 +33,28 @@
 #define SI_MAX_RESOURCE_ID		255
 #define SI_UUID_STRLEN			36
 
+/*
+ * Column numbers of stripe_idempotency_keys, fixed by the install scripts,
+ * for the code that reads whole rows (the CHECK function, the row fetch).
+ */
+typedef enum SiColumn
+{
+	SI_COL_OPERATION_TYPE = 1,
+	SI_COL_OPERATION_ID,
+	SI_COL_KEY,
+	SI_COL_FINGERPRINT,
+	SI_COL_STATUS,
+	SI_COL_RESOURCE_ID,
+	SI_COL_RESPONSE,
+	SI_COL_ATTEMPTS,
+	SI_COL_LOCKED_UNTIL,
+	SI_COL_CREATED_AT,
+	SI_COL_UPDATED_AT,
+	SI_COL_COMPLETED_AT,
+	SI_COL_EXPIRES_AT
+} SiColumn;
+#define SI_NCOLS	SI_COL_EXPIRES_AT
+
 /* Range of the ttl and lease settings, in seconds. */
 #define SI_MIN_SECONDS			1
 #define SI_MAX_SECONDS			(365 * SECS_PER_DAY)
@@ -100,6 +122,7 @@ typedef struct SiRow
 
 extern bool si_fetch_row(Datum operation_type, Datum operation_id, SiRow *row);
 extern bool si_text_equal(Datum a, Datum b);
+extern void si_deform_row(Datum row, Datum *values, bool *nulls);
 extern void si_return_row(FunctionCallInfo fcinfo, Datum *values, bool *nulls);
 extern void si_materialize(FunctionCallInfo fcinfo);
 extern Datum si_spi_value(int row, int col, bool *isnull);
