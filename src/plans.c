@@ -341,9 +341,9 @@ revalidate(void)
 	cached_schema_oid = schema_oid;
 }
 
-/* The statement text with "@table@" replaced by the qualified table name. */
+/* The statement text with "@table@" replaced by the given table name. */
 static char *
-render_sql(const char *template)
+render_sql_for(const char *template, const char *table)
 {
 	StringInfoData buf;
 	const char *p = template;
@@ -354,11 +354,48 @@ render_sql(const char *template)
 	while ((hit = strstr(p, token)) != NULL)
 	{
 		appendBinaryStringInfo(&buf, p, hit - p);
-		appendStringInfoString(&buf, qualified_table);
+		appendStringInfoString(&buf, table);
 		p = hit + strlen(token);
 	}
 	appendStringInfoString(&buf, p);
 	return buf.data;
+}
+
+static char *
+render_sql(const char *template)
+{
+	return render_sql_for(template, qualified_table);
+}
+
+/*
+ * The extension's schema name and its table's OID, as the plans see them.
+ * Raises 55000 when the extension is not installed.
+ */
+const char *
+si_table_identity(Oid *table_oid)
+{
+	if (unlikely(recheck_needed))
+		revalidate();
+	*table_oid = cached_table_oid;
+	return cached_schema_name;
+}
+
+/*
+ * Run the statement of plan id against another relation of the same shape
+ * (a Citus shard of the table), unprepared: shards come and go with
+ * rebalancing, so a plan kept for one would soon point at nothing.
+ */
+int
+si_execute_on(SiPlanId id, const char *relation, Datum *args, long count)
+{
+	const SiPlanDef *def = &plan_defs[id];
+	char	   *sql = render_sql_for(def->sql, relation);
+	int			rc;
+
+	rc = SPI_execute_with_args(sql, def->nargs, (Oid *) def->argtypes, args,
+							   NULL, false, count);
+	pfree(sql);
+	return rc;
 }
 
 /*

@@ -101,6 +101,13 @@ typedef enum SiPlanId
 
 extern SPIPlanPtr si_plan(SiPlanId id);
 extern bool si_extension_ready(void);
+extern const char *si_table_identity(Oid *table_oid);
+extern int	si_execute_on(SiPlanId id, const char *relation, Datum *args, long count);
+
+/* citus.c: the table distributed by Citus (found through SQL, never linked) */
+extern List *si_citus_local_shards(bool *distributed);
+extern int64 si_citus_cleanup_workers(int batch_size);
+extern bool si_citus_is_coordinator(void);
 
 /* result.c: SPI results and the one-row results of the table functions */
 typedef struct SiRow
