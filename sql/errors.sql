@@ -112,3 +112,13 @@ SELECT * FROM begin_stripe_idempotency('a', 'ttl', NULL, '2 hours', '1 hour');
 SELECT * FROM begin_stripe_idempotency('a', 'ttl', NULL, NULL, '10 seconds');
 SELECT * FROM record_stripe_idempotency('a', 'b', 'k', NULL);
 SELECT cleanup_expired_idempotency_keys(0);
+
+-- stripe_idem_distribute() is for a Citus coordinator: without Citus it
+-- refuses (55000) before it changes anything; the table keeps its global
+-- UNIQUE on the key and its whole-row CHECK.
+\set VERBOSITY sqlstate
+SELECT stripe_idem_distribute(4);
+\set VERBOSITY default
+SELECT stripe_idem_distribute();
+SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint
+WHERE conrelid = 'stripe_idempotency_keys'::regclass ORDER BY conname;

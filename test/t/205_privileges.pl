@@ -80,6 +80,7 @@ my %calls = (
 	'stripe_idem_stats_reset' => q{SELECT payments.stripe_idem_stats_reset()},
 	'stripe_idem_sweeper' => q{SELECT * FROM payments.stripe_idem_sweeper()},
 	'stripe_idem_wake_sweeper' => q{SELECT payments.stripe_idem_wake_sweeper()},
+	'stripe_idem_distribute' => q{SELECT payments.stripe_idem_distribute()},
 	'view stripe_idem_stats' => q{SELECT * FROM payments.stripe_idem_stats},
 	'view stripe_idem_sweeper' => q{SELECT * FROM payments.stripe_idem_sweeper},
 	'table stripe_idempotency_keys' => q{SELECT * FROM payments.stripe_idempotency_keys},
