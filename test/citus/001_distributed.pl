@@ -226,4 +226,24 @@ is(count_where($expired), '0', 'and the stopped worker\'s expired rows are gone 
 is(q1(qq{SELECT state FROM begin_stripe_idempotency('down', '$on_w1')}), 'in_progress',
 	'the lease taken meanwhile holds');
 
+# DROP EXTENSION on the coordinator is refused, on every node (the CHECK
+# constraints of the shards depend on the extension's function); the
+# documented way out drops the shards first, then nothing is left anywhere.
+my $rows = count_where('true');
+is(sqlstate($coord, 'DROP EXTENSION stripe_idem'), '2BP01',
+	'DROP EXTENSION alone is refused while shards exist');
+is(count_where('true'), $rows, 'and every row is still there');
+$coord->safe_psql('postgres', q{
+	SELECT pg_catalog.citus_drop_all_shards('stripe_idempotency_keys'::pg_catalog.regclass,
+		'public', 'stripe_idempotency_keys');
+	DROP EXTENSION stripe_idem});
+for my $node ($coord, $w1, $w2)
+{
+	is($node->safe_psql('postgres', q{
+		SELECT (SELECT pg_catalog.count(*) FROM pg_catalog.pg_class WHERE relname LIKE 'stripe\_idem%')
+		    || ' ' || (SELECT pg_catalog.count(*) FROM pg_catalog.pg_extension WHERE extname = 'stripe_idem')
+		    || ' ' || (SELECT pg_catalog.count(*) FROM pg_catalog.pg_dist_partition)}),
+		'0 0 0', 'after citus_drop_all_shards and DROP EXTENSION nothing is left on port ' . $node->port);
+}
+
 done_testing();
