@@ -4,7 +4,8 @@
 #   ensure_deps.sh            install what is missing (root), or print the apt line and fail
 #   ensure_deps.sh --check    only report; fail when something is missing
 #   ensure_deps.sh --bench    also the benchmark tools (gnuplot)
-#   ensure_deps.sh --test     also the static and memory checkers (cppcheck, valgrind)
+#   ensure_deps.sh --test     also the static and memory checkers (cppcheck, valgrind) and
+#                             the pooler the pooler suites run (pgbouncer)
 #
 # Only Debian package names are used, so the same line works on a fresh machine.
 set -euo pipefail
@@ -31,6 +32,7 @@ command -v gcc >/dev/null || missing+=(gcc)
 if [ "$want_test" = 1 ]; then
 	command -v cppcheck >/dev/null || missing+=(cppcheck)
 	command -v valgrind >/dev/null || missing+=(valgrind)
+	[ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null || missing+=(pgbouncer)
 fi
 if [ "$want_bench" = 1 ]; then
 	command -v gnuplot >/dev/null || missing+=(gnuplot-nox)
