@@ -153,6 +153,8 @@ class FakeStripe extends EventEmitter {
 			created: this.created,
 			sessions: [...this.sessions.keys()],
 			requests: this.requests,
+			// Calls Stripe has begun and not yet answered (a key in use).
+			executing: [...this.keys.values()].filter((e) => e.executing).length,
 			events: this.events.size,
 			faults: this.faults.length,
 		};
