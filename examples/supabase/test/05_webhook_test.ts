@@ -57,6 +57,10 @@ it('simultaneous deliveries of one event: processed once, the others 409 (Stripe
 	assert.deepEqual(Object.keys(byStatus).filter((s) => s !== '200' && s !== '409'), [], 'only 200 and 409');
 	assert.equal(answers.filter((a) => a.status === 200 && a.body.duplicate === undefined).length, 1, 'one delivery processed it');
 	for (const a of answers.filter((x) => x.status === 409)) assert.ok(Number(a.headers.get('retry-after')) >= 1);
+	// The lease turned the others away before they did any work: none of them
+	// processed and then rolled back because the record found the event done.
+	const rolledBack = hook().logs().filter((l) => l.eventId === ev.event.id && l.rolledBack === true);
+	assert.equal(rolledBack.length, 0, 'no delivery processed the event a second time (even to roll it back)');
 
 	// Stripe retries each 409 later: acknowledged, not processed again.
 	for (let i = answers.filter((x) => x.status === 409).length; i > 0; i--) {
