@@ -3,7 +3,8 @@
 #   make && make install        build and install into the pg_config found on PATH
 #   make installcheck           pg_regress + isolation against a running server
 #   make demo                   throwaway cluster, the checkout flow and the sweeper
-#   make test                   every suite in throwaway clusters, ends "N passed, N failed"
+#   make demo PGMAJOR=17        the same on PostgreSQL 17 (or 18), in a Debian chroot
+#   make test                   every suite on PostgreSQL 15, 17 and 18, ends "N passed, N failed"
 
 MODULE_big = stripe_idem
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
@@ -33,7 +34,7 @@ endif
 
 .PHONY: demo test bench bench-smoke test-asan test-memcheck
 demo:
-	@bash test/demo.sh
+	@PGMAJOR="$(PGMAJOR)" bash test/demo.sh
 test:
 	@bash test/run_tests.sh
 bench:

@@ -5,10 +5,15 @@ CREATE EXTENSION stripe_idem;
 
 -- Everything the extension owns lives in one schema, and PUBLIC gets no
 -- access to the table: the functions act with the caller's privileges.
+-- (The implicit row types of its table and views, and their array types,
+-- are left out: PostgreSQL 17 and 18 record them as members, 15 does not.)
 SELECT pg_catalog.pg_describe_object(classid, objid, 0) AS object
 FROM pg_depend
 WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
   AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'stripe_idem')
+  AND NOT EXISTS (SELECT FROM pg_type t LEFT JOIN pg_type e ON e.oid = t.typelem
+                  WHERE classid = 'pg_type'::regclass AND t.oid = objid
+                    AND (t.typrelid <> 0 OR e.typrelid <> 0))
 ORDER BY 1;
 SELECT privilege, has_table_privilege('public', 'stripe_idempotency_keys', privilege) AS public_has_it
 FROM unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) AS privilege;
@@ -42,6 +47,15 @@ SELECT length(new_stripe_idempotency_key(repeat('t', 64), repeat('i', 128))) AS 
 -- Settings and their defaults.
 SHOW stripe_idem.default_ttl;
 SHOW stripe_idem.default_lease;
+-- Out of range: refused with 22023 (the message's wording is PostgreSQL's
+-- own and differs between majors, so the SQLSTATE is what is pinned; the
+-- range itself is read from pg_settings).
+\set VERBOSITY sqlstate
 SET stripe_idem.default_ttl = '0';
 SET stripe_idem.default_lease = '366d';
+\set VERBOSITY default
+SELECT name, unit, min_val, max_val
+FROM pg_catalog.pg_settings
+WHERE name IN ('stripe_idem.default_ttl', 'stripe_idem.default_lease')
+ORDER BY name;
 RESET stripe_idem.default_ttl;

@@ -18,7 +18,12 @@
 #include "storage/ipc.h"
 #include "utils/guc.h"
 
+/* From PostgreSQL 18, pg_get_loaded_modules() names the library and its version. */
+#if PG_VERSION_NUM >= 180000
+PG_MODULE_MAGIC_EXT(.name = STRIPE_IDEM_EXTNAME, .version = STRIPE_IDEM_LIBRARY_VERSION);
+#else
 PG_MODULE_MAGIC;
+#endif
 
 int			si_default_ttl_secs = SECS_PER_DAY;
 int			si_default_lease_secs = 90;

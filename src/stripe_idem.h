@@ -23,6 +23,8 @@
 
 #define STRIPE_IDEM_EXTNAME		"stripe_idem"
 #define STRIPE_IDEM_TABLE		"stripe_idempotency_keys"
+/* The library's own version: the newest SQL version it serves. */
+#define STRIPE_IDEM_LIBRARY_VERSION	"1.0"
 
 /* Limits from the API contract (and the table's CHECK constraints). */
 #define SI_MAX_OPERATION_TYPE	64

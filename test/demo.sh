@@ -1,19 +1,53 @@
 #!/usr/bin/env bash
 # make demo: build, install, start a throwaway cluster and show the checkout
 # flow and the expiry of keys. Nothing outside a temporary directory is touched.
+#
+#   make demo                 PostgreSQL 15, this machine's
+#   make demo PGMAJOR=17      (or 18) in the cached Debian chroot make test
+#                             uses for that major (root only)
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
+source test/lib/majors.sh
+PGMAJOR=${PGMAJOR:-$SI_HOST_MAJOR}
+[ -n "$PGMAJOR" ] || PGMAJOR=$SI_HOST_MAJOR
+export PGMAJOR
+
+# A major this machine has no packages for runs in its chroot.
+if [ "$PGMAJOR" != "$SI_HOST_MAJOR" ] && [ ! -x "/usr/lib/postgresql/$PGMAJOR/bin/postgres" ]; then
+	name=$(si_chroot_name "$PGMAJOR")
+	if [ -z "$name" ]; then
+		echo "stripe_idem: no Debian release reachable here has PostgreSQL $PGMAJOR (tested: $SI_TESTED_MAJORS)" >&2
+		exit 1
+	fi
+	if [ "$(id -u)" != 0 ]; then
+		echo "stripe_idem: PostgreSQL $PGMAJOR runs in a Debian $(si_chroot_suite "$PGMAJOR") chroot here; run make demo PGMAJOR=$PGMAJOR as root" >&2
+		exit 1
+	fi
+	source test/lib/chroot.sh
+	trap 'chroot_umount "$name"' EXIT
+	chroot_ensure "$name" "$(si_chroot_suite "$PGMAJOR")" $(si_chroot_packages "$PGMAJOR")
+	croot=$(chroot_dir "$name")
+	rm -rf "$croot/root/stripe_idem_demo"
+	mkdir -p "$croot/root/stripe_idem_demo"
+	tar -C "$here" --exclude=.git --exclude=node_modules --exclude='*.o' --exclude='*.so' -cf - . |
+		tar -C "$croot/root/stripe_idem_demo" -xf -
+	echo "== PostgreSQL $PGMAJOR, in the Debian $(si_chroot_suite "$PGMAJOR") chroot $croot"
+	rc=0
+	chroot_run "$name" bash -c "cd /root/stripe_idem_demo && PGMAJOR=$PGMAJOR bash test/demo.sh" || rc=$?
+	rm -rf "$croot/root/stripe_idem_demo"
+	exit $rc
+fi
 
 bash test/lib/ensure_deps.sh
-echo "== building and installing stripe_idem"
+echo "== building and installing stripe_idem for PostgreSQL $PGMAJOR"
 bash test/lib/build_install.sh
 
 DEMO=$(mktemp -d /tmp/stripe_idem_demo.XXXXXX)
 cp test/lib/cluster.sh test/lib/demo_flow.sh "$DEMO/"
 if [ "$(id -u)" = 0 ]; then
 	chown -R postgres: "$DEMO"
-	runuser -u postgres -- bash "$DEMO/demo_flow.sh" "$DEMO"
+	runuser -u postgres -- env PGMAJOR="$PGMAJOR" bash "$DEMO/demo_flow.sh" "$DEMO"
 else
 	bash "$DEMO/demo_flow.sh" "$DEMO"
 fi

@@ -1,98 +1,177 @@
 #!/usr/bin/env bash
-# make test: build, install, then run every suite in throwaway clusters as a
-# non-root user, and end with one line "N passed, N failed" over all suites.
-#
-# Each suite is test/suites/NN-name.sh. It runs as the postgres user with
-#   SRC        a private copy of the source tree
-#   SUITE_DIR  an empty scratch directory for its clusters and logs
-# and reports by printing "SUITE_RESULT <passed> <failed>". A suite that
-# prints no such line (crashed, killed) counts as one failure.
+# make test: every suite on every PostgreSQL major this machine can reach,
+# then the fresh-machine check; ends with one line
+#   N passed, N failed[, N skipped]
+# over all of them.
 #
 #   run_tests.sh [--asan] [suite-name-pattern ...]
 #
-# --asan (make test-asan) runs only the memory-checking suite, 80-memcheck:
-# the regression and isolation suites and a fuzz run with every server
-# process under valgrind memcheck (that suite says why not ASAN). It checks
-# the normal build, so nothing about the build or install changes.
+# - PostgreSQL 15 (the host's, Debian bookworm): every suite.
+# - PostgreSQL 17 (Debian trixie) and 18 (Debian sid), which have no
+#   bookworm packages: the suites marked "# majors: all" (regression,
+#   isolation, TAP with the fuzz, the Node example, ...), inside a cached
+#   debootstrap chroot of that release (test/lib/chroot.sh). Needs root;
+#   otherwise those runs are reported as skipped, never as passed.
+# - The fresh-machine check (test/lib/fresh_system.sh): a bookworm chroot
+#   with only what a new machine ships, where a clone runs make demo and
+#   the regression suite. Needs root too.
+#
+# Environment: STRIPE_IDEM_MAJORS (default "15 17 18") picks the majors,
+# STRIPE_IDEM_FRESH=0 leaves out the fresh-machine check. A pattern or
+# --asan (make test-asan: the memory-checking suite alone, on 15) runs a
+# subset and leaves out the fresh-machine check as well.
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 cd "$here"
+source test/lib/majors.sh
 
-asan=0
-patterns=()
-for a in "$@"; do
-	case "$a" in
-		--asan) asan=1 ;;
-		*) patterns+=("$a") ;;
-	esac
-done
-
-bash test/lib/ensure_deps.sh --test || exit 1
-
-RUN_AS=()
-if [ "$(id -u)" = 0 ]; then
-	RUN_AS=(runuser -u postgres --)
-fi
-
-if [ "$asan" = 1 ] && [ ${#patterns[@]} = 0 ]; then
-	patterns=(memcheck)
-fi
-
-echo "== build and install"
-if ! bash test/lib/build_install.sh; then
-	echo "0 passed, 1 failed"
-	exit 1
-fi
-
-# A private copy the test user owns: the checkout may live where postgres
-# cannot write (or even read), and results/ must never land in the tree.
-WORK=$(mktemp -d /tmp/stripe_idem_test.XXXXXX)
-tar -C "$here" --exclude=.git --exclude=node_modules --exclude=results \
-	--exclude=tmp_check --exclude='*.o' --exclude='*.so' -cf - . | tar -C "$WORK" -xf -
-mkdir -p "$WORK/suites"
-[ "$(id -u)" = 0 ] && chown -R postgres: "$WORK"
-chmod 755 "$WORK"
+args=("$@")
+subset=0
+for a in "$@"; do subset=1; done
+majors=${STRIPE_IDEM_MAJORS:-$SI_TESTED_MAJORS}
+fresh=${STRIPE_IDEM_FRESH:-1}
+[ "$subset" = 1 ] && fresh=0
+for a in "$@"; do [ "$a" = --asan ] && majors=$SI_HOST_MAJOR; done
 
 total_pass=0
 total_fail=0
-summary=()
-for suite in test/suites/*.sh; do
-	name=$(basename "$suite" .sh)
-	if [ ${#patterns[@]} -gt 0 ]; then
+total_skip=0
+rows=()
+LOGDIR=$(mktemp -d /tmp/stripe_idem_make_test.XXXXXX)
+chmod 755 "$LOGDIR"
+
+# collect LOG MAJOR: add the SUITE_SUMMARY lines of one run to the totals
+collect() {
+	local log=$1 major=$2 name p f secs seen=0
+	while read -r _ name p f secs; do
+		seen=1
+		total_pass=$((total_pass + p))
+		total_fail=$((total_fail + f))
+		rows+=("$(printf '%-22s %-5s %5d passed %4d failed %6ss' "$name" "$major" "$p" "$f" "$secs")")
+	done < <(grep -aE '^SUITE_SUMMARY [A-Za-z0-9_-]+ [0-9]+ [0-9]+ [0-9]+$' "$log")
+	if [ "$seen" = 0 ]; then
+		total_fail=$((total_fail + 1))
+		rows+=("$(printf '%-22s %-5s %s' "(no suite ran)" "$major" "counted as one failure, log: $log")")
+	fi
+}
+
+# skip MAJOR REASON: every suite that would have run there counts as skipped
+skip_major() {
+	local major=$1 reason=$2 suite n=0
+	for suite in test/suites/*.sh; do
+		grep -q '^# majors: all$' "$suite" || continue
+		matches_patterns "$(basename "$suite" .sh)" || continue
+		n=$((n + 1))
+	done
+	total_skip=$((total_skip + n))
+	local what="$n suites"
+	[ "$n" = 1 ] && what="1 suite"
+	rows+=("$(printf '%-22s %-5s %s' "($what)" "$major" "skipped: $reason")")
+}
+
+matches_patterns() {
+	local name=$1 a hit=1
+	for a in "${args[@]}"; do
+		[ "$a" = --asan ] && continue
 		hit=0
-		for p in "${patterns[@]}"; do [[ "$name" == *"$p"* ]] && hit=1; done
-		[ $hit = 1 ] || continue
+		break
+	done
+	[ $hit = 1 ] && return 0
+	for a in "${args[@]}"; do
+		[ "$a" = --asan ] && continue
+		[[ "$name" == *"$a"* ]] && return 0
+	done
+	return 1
+}
+
+is_root=0
+[ "$(id -u)" = 0 ] && is_root=1
+used_chroots=()
+umount_used() {
+	local n
+	for n in "${used_chroots[@]}"; do chroot_umount "$n"; done
+}
+if [ "$is_root" = 1 ]; then
+	source test/lib/chroot.sh
+	trap umount_used EXIT
+fi
+
+for major in $majors; do
+	log="$LOGDIR/pg$major.log"
+	if [ "$major" = "$SI_HOST_MAJOR" ]; then
+		echo "===== PostgreSQL $major (this machine)"
+		bash test/lib/ensure_deps.sh --test || { echo "0 passed, 1 failed"; exit 1; }
+		PGMAJOR=$major bash test/lib/run_suites.sh "${args[@]}" 2>&1 | tee "$log"
+		collect "$log" "$major"
+		continue
 	fi
-	sdir="$WORK/suites/$name"
-	mkdir -p "$sdir"
-	[ "$(id -u)" = 0 ] && chown postgres: "$sdir"
-	echo "== suite $name"
-	start=$(date +%s)
-	out="$sdir.out"
-	"${RUN_AS[@]}" env SRC="$WORK" SUITE_DIR="$sdir" ASAN="$asan" HOME="$sdir" \
-		bash "$WORK/test/suites/$name.sh" 2>&1 | tee "$out"
-	res=$(grep -E '^SUITE_RESULT [0-9]+ [0-9]+$' "$out" | tail -n 1)
-	if [ -z "$res" ]; then
-		p=0 f=1
-		echo "suite $name reported no result: counted as one failure"
-	else
-		read -r _ p f <<<"$res"
+	name=$(si_chroot_name "$major")
+	if [ -z "$name" ]; then
+		skip_major "$major" "no Debian release with PostgreSQL $major is reachable"
+		continue
 	fi
-	total_pass=$((total_pass + p))
-	total_fail=$((total_fail + f))
-	summary+=("$(printf '%-24s %4d passed %4d failed %5ds' "$name" "$p" "$f" $(($(date +%s) - start)))")
+	if [ "$is_root" = 0 ]; then
+		skip_major "$major" "needs root (a debootstrap chroot of Debian $(si_chroot_suite "$major"))"
+		continue
+	fi
+	echo "===== PostgreSQL $major (chroot $name)"
+	used_chroots+=("$name")
+	start=$SECONDS
+	chroot_ensure "$name" "$(si_chroot_suite "$major")" $(si_chroot_packages "$major") 2>&1 | tee "$log.chroot"
+	if [ ! -f "$(chroot_dir "$name")/.stripe_idem-chroot" ]; then
+		total_fail=$((total_fail + 1))
+		rows+=("$(printf '%-22s %-5s %s' "(chroot)" "$major" "could not be built, counted as one failure: $log.chroot")")
+		continue
+	fi
+	# A copy of the checkout inside the chroot; nothing in it is kept.
+	croot=$(chroot_dir "$name")
+	rm -rf "$croot/root/stripe_idem"
+	mkdir -p "$croot/root/stripe_idem"
+	tar -C "$here" --exclude=.git --exclude=node_modules --exclude='*.o' --exclude='*.so' \
+		--exclude=results --exclude=tmp_check -cf - . | tar -C "$croot/root/stripe_idem" -xf -
+	quoted=""
+	[ ${#args[@]} -gt 0 ] && quoted=$(printf '%q ' "${args[@]}")
+	chroot_run "$name" bash -c "cd /root/stripe_idem && PGMAJOR=$major STRIPE_IDEM_TAP_TESTS=$(printf %q "${STRIPE_IDEM_TAP_TESTS:-}") bash test/lib/run_suites.sh --every-major $quoted" 2>&1 | tee "$log"
+	rm -rf "$croot/root/stripe_idem"
+	collect "$log" "$major"
+	echo "===== PostgreSQL $major: $((SECONDS - start)) s including the chroot"
 done
 
-echo
-echo "== summary"
-for s in "${summary[@]}"; do echo "$s"; done
-[ "$total_fail" = 0 ] || echo "logs: $WORK/suites"
-# Keep the logs of a failed run for a look; a green run leaves nothing behind.
-if [ "$total_fail" = 0 ] && [ "$total_pass" -gt 0 ]; then
-	rm -rf "$WORK"
-	echo "$total_pass passed, $total_fail failed"
-	exit 0
+if [ "$fresh" = 1 ]; then
+	if [ "$is_root" = 1 ]; then
+		echo "===== fresh machine"
+		log="$LOGDIR/fresh.log"
+		bash test/lib/fresh_system.sh 2>&1 | tee "$log"
+		res=$(grep -aE '^FRESH_RESULT [0-9]+ [0-9]+ [0-9]+$' "$log" | tail -n 1)
+		if [ -n "$res" ]; then
+			read -r _ p f secs <<<"$res"
+		else
+			p=0 f=1 secs=0
+		fi
+		total_pass=$((total_pass + p))
+		total_fail=$((total_fail + f))
+		rows+=("$(printf '%-22s %-5s %5d passed %4d failed %6ss' "fresh-system" "$SI_HOST_MAJOR" "$p" "$f" "$secs")")
+	else
+		total_skip=$((total_skip + 1))
+		rows+=("$(printf '%-22s %-5s %s' "fresh-system" "$SI_HOST_MAJOR" "skipped: needs root (a debootstrap chroot of Debian bookworm)")")
+	fi
 fi
-echo "$total_pass passed, $total_fail failed"
-exit 1
+
+echo
+echo "== summary (suite, PostgreSQL major)"
+for r in "${rows[@]}"; do echo "$r"; done
+untested=""
+for m in $SI_SUPPORTED_MAJORS; do
+	case " $majors " in *" $m "*) ;; *) untested="$untested $m" ;; esac
+done
+[ -n "$untested" ] && echo "not run here:$untested (see the README's version table)"
+if [ "$total_fail" = 0 ]; then
+	rm -rf "$LOGDIR"
+else
+	echo "logs: $LOGDIR"
+fi
+line="$total_pass passed, $total_fail failed"
+[ "$total_skip" -gt 0 ] && line="$line, $total_skip skipped"
+echo "$line"
+[ "$total_fail" = 0 ] && [ "$total_pass" -gt 0 ]

@@ -24,23 +24,34 @@ chroot_dir() { echo "$CHROOT_CACHE/$1"; }
 chroot_mount() {
 	local dir
 	dir=$(chroot_dir "$1")
-	mountpoint -q "$dir/proc" || { mount -t proc proc "$dir/proc" && CHROOT_MOUNTED+=("$dir/proc"); }
-	mountpoint -q "$dir/dev" || { mount --bind /dev "$dir/dev" && CHROOT_MOUNTED+=("$dir/dev"); }
+	if ! mountpoint -q "$dir/proc"; then
+		mount -t proc proc "$dir/proc" || return 1
+		CHROOT_MOUNTED+=("$dir/proc")
+	fi
+	# /dev with what is mounted under it (/dev/shm for the servers' dynamic
+	# shared memory, /dev/pts); rslave, so that unmounting it here can never
+	# propagate back to the host's /dev.
+	if ! mountpoint -q "$dir/dev"; then
+		mount --rbind /dev "$dir/dev" || return 1
+		mount --make-rslave "$dir/dev"
+		CHROOT_MOUNTED+=("$dir/dev")
+	fi
 }
 
-chroot_umount() {
-	local dir m
-	dir=$(chroot_dir "$1")
-	for m in "$dir/dev" "$dir/proc"; do
-		mountpoint -q "$m" && umount -l "$m"
+chroot_umount_dir() {
+	local m
+	for m in "$1/dev" "$1/proc"; do
+		mountpoint -q "$m" && umount -R -l "$m"
 	done
 	return 0
 }
 
+chroot_umount() { chroot_umount_dir "$(chroot_dir "$1")"; }
+
 chroot_umount_all() {
 	local m
 	for m in "${CHROOT_MOUNTED[@]}"; do
-		mountpoint -q "$m" && umount -l "$m"
+		mountpoint -q "$m" && umount -R -l "$m"
 	done
 	CHROOT_MOUNTED=()
 	return 0
@@ -103,6 +114,13 @@ chroot_ensure() {
 	# Archives whose Release file is older than its Valid-Until date
 	# (sid, at times) would otherwise be refused.
 	echo 'Acquire::Check-Valid-Until "false";' >"$dir/etc/apt/apt.conf.d/99stripe-idem"
+	# Packages must not start services in the chroot (a postmaster left
+	# running would hold its mounts), and no default cluster is wanted:
+	# the suites make their own.
+	printf '#!/bin/sh\nexit 101\n' >"$dir/usr/sbin/policy-rc.d"
+	chmod 755 "$dir/usr/sbin/policy-rc.d"
+	mkdir -p "$dir/etc/postgresql-common"
+	echo 'create_main_cluster = false' >"$dir/etc/postgresql-common/createcluster.conf"
 	# The server and initdb need the C.UTF-8 locale, which glibc ships.
 	if ! chroot_run "$name" sh -c "apt-get update -qq && apt-get install -y -qq --no-install-recommends $* >/tmp/apt.log 2>&1 || { tail -n 30 /tmp/apt.log; exit 1; }"; then
 		echo "installing packages into chroot $name failed" >&2

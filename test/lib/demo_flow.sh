@@ -15,7 +15,7 @@ cluster_start "$DEMO/cluster" \
 	"shared_preload_libraries = 'stripe_idem'" \
 	"stripe_idem.databases = 'postgres'" \
 	"stripe_idem.sweep_interval = '2s'"
-echo "  listening on $PGHOST, port $PGPORT"
+echo "  listening on $PGHOST, port $PGPORT: PostgreSQL $(cluster_psql -At -c "SHOW server_version")"
 sql "CREATE EXTENSION stripe_idem;"
 
 say "1. a browser posts checkout cs_demo_1: begin before calling Stripe"

@@ -22,8 +22,18 @@ for a in "$@"; do
 done
 
 PGMAJOR=${PGMAJOR:-15}
+PGLIB=/usr/lib/postgresql/$PGMAJOR/lib
 missing=()
-[ -f "/usr/lib/postgresql/$PGMAJOR/lib/pgxs/src/makefiles/pgxs.mk" ] || missing+=("postgresql-server-dev-$PGMAJOR")
+# Each check looks for what the build or the suites read, not for a file
+# that stands for it: on Debian 12, pgxs.mk, pg_regress, pg_isolation_regress
+# and the TAP modules come with postgresql-client-15, the server headers
+# only with postgresql-server-dev-15 (which pulls in the rest).
+if [ ! -f "/usr/include/postgresql/$PGMAJOR/server/postgres.h" ] ||
+	[ ! -f "$PGLIB/pgxs/src/makefiles/pgxs.mk" ] ||
+	[ ! -f "$PGLIB/pgxs/src/test/perl/PostgreSQL/Test/Cluster.pm" ] ||
+	[ ! -x "$PGLIB/pgxs/src/test/isolation/pg_isolation_regress" ]; then
+	missing+=("postgresql-server-dev-$PGMAJOR")
+fi
 [ -x "/usr/lib/postgresql/$PGMAJOR/bin/postgres" ] || missing+=("postgresql-$PGMAJOR")
 [ -f /usr/include/uuid/uuid.h ] || missing+=(uuid-dev)
 perl -MIPC::Run -e 1 2>/dev/null || missing+=(libipc-run-perl)

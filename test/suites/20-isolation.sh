@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# majors: all
 # pg_isolation_regress: test/specs/*.spec against test/expected/*.out.
 set -uo pipefail
 source "$SRC/test/lib/cluster.sh"
@@ -13,6 +14,7 @@ PGXS_DIR=$(dirname "$(dirname "$(pg_config --pgxs)")")
 [ -f regression.diffs ] && cat regression.diffs
 # Every scheduled test that did not report "ok" counts as failed, so an
 # aborted run can never look like a pass.
+source "$SRC/test/lib/regress_output.sh"
 total=$(wc -w <"$SRC/test/isolation_schedule")
-p=$(grep -cE '^(test| +)?[ a-z0-9_]*\.\.\. ok' pg_isolation.out)
+p=$(regress_passed pg_isolation.out)
 echo "SUITE_RESULT $p $((total - p))"

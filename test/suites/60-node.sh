@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# majors: all
 # examples/node-checkout end to end: the official `stripe` SDK and `pg`
 # against a Stripe-compatible fake and a throwaway cluster with stripe_idem,
 # connected directly. 61-node-pooler runs the same tests through pgbouncer.

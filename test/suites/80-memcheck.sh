@@ -36,6 +36,7 @@
 # that happen below our calls.
 set -uo pipefail
 source "$SRC/test/lib/cluster.sh"
+source "$SRC/test/lib/regress_output.sh"
 cd "$SUITE_DIR"
 
 pass=0
@@ -78,8 +79,8 @@ timeout 1200 "$PGXS_DIR/test/regress/pg_regress" \
 	--temp-config="$SRC/test/regress.conf" \
 	$(cat "$SRC/test/regress_schedule") 2>&1 | tee regress.out
 [ -f regress/regression.diffs ] && cat regress/regression.diffs
-rp=$(grep -cE '^( +| *test +)?[a-z0-9_]+ +\.\.\. ok' regress.out)
-rf=$(grep -cE '\.\.\. FAILED' regress.out)
+rp=$(regress_passed regress.out)
+rf=$(regress_failed regress.out)
 if [ "$rf" = 0 ] && [ "$rp" -gt 0 ]; then ok "pg_regress under valgrind ($rp tests)"; else not_ok "pg_regress under valgrind ($rp passed, $rf failed)"; fi
 
 echo "== isolation under valgrind"
@@ -91,8 +92,8 @@ timeout 1200 "$PGXS_DIR/test/isolation/pg_isolation_regress" \
 	--temp-config="$SRC/test/regress.conf" \
 	$(cat "$SRC/test/isolation_schedule") 2>&1 | tee isolation.out
 [ -f isolation/regression.diffs ] && cat isolation/regression.diffs
-ip=$(grep -cE '\.\.\. ok' isolation.out)
-ifl=$(grep -cE '\.\.\. FAILED' isolation.out)
+ip=$(regress_passed isolation.out)
+ifl=$(regress_failed isolation.out)
 if [ "$ifl" = 0 ] && [ "$ip" -gt 0 ]; then ok "isolation under valgrind ($ip specs)"; else not_ok "isolation under valgrind ($ip passed, $ifl failed)"; fi
 
 echo "== bad-input fuzz under valgrind ($FUZZ_CALLS calls)"

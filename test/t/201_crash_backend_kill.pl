@@ -63,7 +63,10 @@ sub kill_and_recover
 #
 sql(q{SELECT 1 FROM begin_stripe_idempotency('kill:test', 'taken', lease => '1 second')});
 my $taken_key = sql(q{SELECT stripe_idempotency_key FROM check_stripe_idempotency('kill:test', 'taken')});
-sleep 2;	# its lease runs out: the next begin takes it over
+# its lease runs out: the next begin takes it over
+ok($node->poll_query_until('postgres', q{
+	SELECT locked_until <= statement_timestamp() FROM stripe_idempotency_keys WHERE operation_id = 'taken'}),
+	'its lease ran out');
 
 my $x = $node->background_psql('postgres');
 my $x_pid = $x->query_safe('SELECT pg_backend_pid()');
@@ -154,7 +157,9 @@ for my $case ([ 'between', $b_key ], [ 'in-record', $r_key ])
 #
 sql(q{SELECT 1 FROM begin_stripe_idempotency('kill:test', 'mid-call', lease => '1 second')});
 my $m_key = sql(q{SELECT stripe_idempotency_key FROM check_stripe_idempotency('kill:test', 'mid-call')});
-sleep 2;
+ok($node->poll_query_until('postgres', q{
+	SELECT locked_until <= statement_timestamp() FROM stripe_idempotency_keys WHERE operation_id = 'mid-call'}),
+	'its lease ran out');
 
 my $holder = $node->background_psql('postgres');
 $holder->query_safe('BEGIN');

@@ -38,7 +38,32 @@ sub times_out
 		stdout => \$stdout, stderr => \$stderr, on_error_stop => 1);
 	isnt($ret, 0, "$name: the call fails");
 	like($stderr, qr/ERROR:\s+$sqlstate:/, "$name: with SQLSTATE $sqlstate");
-	like($stderr, qr/CONTEXT:(.*\n)*?\s*SQL statement "\Q$step\E/, "$name: while the function's own \"$step...\" ran");
+	like($stderr, qr/CONTEXT:(.*\n)*?\s*SQL statement "\Q$step\E/, "$name: while the function's own \"$step...\" ran")
+	  if defined $step;
+	is(sql($fingerprint_sql), $before, "$name: the table is exactly as before");
+}
+
+# A statement_timeout is a query cancel raised by a timer, so where it
+# strikes depends on how fast the call got there. The same cancel, sent
+# once pg_stat_activity shows the call waiting for a lock the test holds,
+# strikes at a point the test knows: $step, with the earlier statements
+# already run.
+sub cancelled_while_waiting
+{
+	my ($name, $call, $step) = @_;
+	my $before = sql($fingerprint_sql);
+	my $caller = $node->background_psql('postgres', on_error_stop => 0);
+	my $pid = $caller->query_safe('SELECT pg_backend_pid()');
+	$caller->query_until(qr/started/, "\\set VERBOSITY verbose\n\\echo started\n$call;\n");
+	ok($node->poll_query_until('postgres',
+		"SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $pid"),
+		"$name: the call waits for the lock");
+	sql("SELECT pg_cancel_backend($pid)");
+	$caller->query('SELECT 1');
+	like($caller->{stderr}, qr/ERROR:\s+57014:/, "$name: fails with SQLSTATE 57014");
+	like($caller->{stderr}, qr/CONTEXT:(.*\n)*?\s*SQL statement "\Q$step\E/,
+		"$name: while the function's own \"$step...\" ran");
+	$caller->quit;
 	is(sql($fingerprint_sql), $before, "$name: the table is exactly as before");
 }
 
@@ -69,7 +94,11 @@ sql(q{
 my $held_key = sql(q{SELECT stripe_idempotency_key FROM stripe_idempotency_keys WHERE operation_id = 'held'});
 my $done_key = sql(q{SELECT stripe_idempotency_key FROM stripe_idempotency_keys WHERE operation_id = 'done'});
 sql(qq{SELECT 1 FROM record_stripe_idempotency('to:test', 'done', '$done_key', 'cs_done')});
-sleep 2;
+# Wait (on the clock, not a guess) until the one-second lease and ttl ran out.
+ok($node->poll_query_until('postgres', q{
+	SELECT bool_and(locked_until <= statement_timestamp()) AND bool_or(expires_at <= statement_timestamp())
+	FROM stripe_idempotency_keys WHERE operation_id IN ('lapsed', 'expiring')}),
+	'the lapsed lease and the expired operation ran out');
 
 # The statements inside the functions where the timeouts fire.
 my $takeover = 'UPDATE public.stripe_idempotency_keys SET attempts = attempts';
@@ -90,7 +119,9 @@ $h = lock_row('lapsed');
 times_out('begin, taking over a lapsed lease', "lock_timeout = '300ms'",
 	q{SELECT * FROM begin_stripe_idempotency('to:test', 'lapsed')}, '55P03', $takeover);
 times_out('begin, taking over a lapsed lease (statement_timeout)', "statement_timeout = '300ms'",
-	q{SELECT * FROM begin_stripe_idempotency('to:test', 'lapsed')}, '57014', $takeover);
+	q{SELECT * FROM begin_stripe_idempotency('to:test', 'lapsed')}, '57014', undef);
+cancelled_while_waiting('begin, taking over a lapsed lease (cancel)',
+	q{SELECT * FROM begin_stripe_idempotency('to:test', 'lapsed')}, $takeover);
 $h->quit;
 
 $h = lock_row('expiring');
@@ -105,7 +136,9 @@ $h = lock_row('held');
 times_out('record, completing an in_progress operation', "lock_timeout = '300ms'",
 	qq{SELECT * FROM record_stripe_idempotency('to:test', 'held', '$held_key', 'cs_held')}, '55P03', $complete);
 times_out('record, completing an in_progress operation (statement_timeout)', "statement_timeout = '300ms'",
-	qq{SELECT * FROM record_stripe_idempotency('to:test', 'held', '$held_key', 'cs_held')}, '57014', $complete);
+	qq{SELECT * FROM record_stripe_idempotency('to:test', 'held', '$held_key', 'cs_held')}, '57014', undef);
+cancelled_while_waiting('record, completing an in_progress operation (cancel)',
+	qq{SELECT * FROM record_stripe_idempotency('to:test', 'held', '$held_key', 'cs_held')}, $complete);
 $h->quit;
 
 $h = holder(q{SELECT 1 FROM begin_stripe_idempotency('to:test', 'racing')});
@@ -120,9 +153,12 @@ is(sql(qq{SELECT recorded FROM record_stripe_idempotency('to:test', 'held', '$he
 	't', 'after the timeouts: the held operation is recorded');
 
 #
-# cleanup: a statement_timeout after many batches were already deleted
-# undoes them all. Deleted-tuple counters include aborted deletes, which
-# shows that the batches did run.
+# cleanup: an error after many batches were already deleted undoes them
+# all. Where the error strikes is the test's choice, not the machine's
+# speed: a trigger makes the delete of row op-50 (in the tenth batch of
+# five, oldest first) wait for an advisory lock this test holds, so the call
+# is known to be blocked there with nine batches behind it. Deleted-tuple
+# counters include aborted deletes, which shows that those batches did run.
 #
 sql(q{
 	INSERT INTO stripe_idempotency_keys (operation_type, operation_id, stripe_idempotency_key,
@@ -131,17 +167,57 @@ sql(q{
 		now() - interval '2 days', now() - interval '2 days', now() - interval '2 days',
 		now() - interval '1 day' + i * interval '1 ms'
 	FROM generate_series(1, 60000) i;
-	SELECT pg_stat_force_next_flush();
+	CREATE FUNCTION public.wait_at_op50() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+		IF OLD.operation_id = 'op-50' THEN
+			PERFORM pg_catalog.pg_advisory_xact_lock_shared(4242);
+		END IF;
+		RETURN OLD;
+	END $$;
+	CREATE TRIGGER wait_at_op50 BEFORE DELETE ON stripe_idempotency_keys
+		FOR EACH ROW EXECUTE FUNCTION public.wait_at_op50();
 });
-my $del_before = sql(q{SELECT n_tup_del FROM pg_stat_user_tables WHERE relname = 'stripe_idempotency_keys'});
-times_out('cleanup, many batches in', "statement_timeout = '500ms'",
-	q{SELECT cleanup_expired_idempotency_keys(5)}, '57014', 'WITH deleted');
-sql('SELECT pg_stat_force_next_flush()');
-ok($node->poll_query_until('postgres', qq{
-	SELECT n_tup_del > $del_before FROM pg_stat_user_tables WHERE relname = 'stripe_idempotency_keys'}),
-	'cleanup: the timeout came after batches had been deleted');
+my $gate = $node->background_psql('postgres');
+$gate->query_safe('SELECT pg_advisory_lock(4242)');
+
+sub deletes_so_far
+{
+	return sql(q{SELECT n_tup_del FROM pg_stat_user_tables WHERE relname = 'stripe_idempotency_keys'});
+}
+
+# A session's table counters reach the view when it ends: wait for them.
+sub deleted_since
+{
+	my ($before, $n) = @_;
+	return $node->poll_query_until('postgres', qq{
+		SELECT n_tup_del >= $before + $n FROM pg_stat_user_tables WHERE relname = 'stripe_idempotency_keys'});
+}
+
+# lock_timeout fires only once the call waits, that is at op-50.
+my $del_before = deletes_so_far();
+times_out('cleanup, nine batches in (lock_timeout)', "lock_timeout = '300ms'",
+	q{SELECT cleanup_expired_idempotency_keys(5)}, '55P03', 'WITH deleted');
+ok(deleted_since($del_before, 45), 'cleanup (lock_timeout): the error came after nine batches had been deleted');
 is(sql(q{SELECT count(*) FROM stripe_idempotency_keys WHERE operation_type = 'to:old'}), '60000',
-	'cleanup: every expired row is still there');
+	'cleanup (lock_timeout): every expired row is still there');
+
+# The cancel, sent once the call waits at op-50: 57014 with nine batches
+# behind it.
+$del_before = deletes_so_far();
+cancelled_while_waiting('cleanup, nine batches in (cancel)',
+	q{SELECT cleanup_expired_idempotency_keys(5)}, 'WITH deleted');
+ok(deleted_since($del_before, 45), 'cleanup (cancel): the cancel came after nine batches had been deleted');
+
+# statement_timeout itself: wherever its timer fires (at op-50 on any
+# machine fast enough to delete nine batches in 300 ms, earlier on a slower
+# one), the call fails with 57014 and leaves nothing behind.
+times_out('cleanup (statement_timeout)', "statement_timeout = '300ms'",
+	q{SELECT cleanup_expired_idempotency_keys(5)}, '57014', undef);
+is(sql(q{SELECT count(*) FROM stripe_idempotency_keys WHERE operation_type = 'to:old'}), '60000',
+	'cleanup (statement_timeout): every expired row is still there');
+
+$gate->quit;
+sql(q{DROP TRIGGER wait_at_op50 ON stripe_idempotency_keys; DROP FUNCTION public.wait_at_op50()});
 
 # cleanup never waits for locked rows, so a lock_timeout cannot fire: the
 # locked expired row is skipped, everything else goes.

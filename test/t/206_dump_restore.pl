@@ -50,7 +50,10 @@ sql('src', q{
 });
 is(sql('src', q{SELECT status, count(*) FROM payments.stripe_idempotency_keys GROUP BY 1 ORDER BY 1}),
 	"completed|7500\nin_progress|2500", 'source: 10,000 keys');
-sleep 2;	# the 500 expire
+# the 500 expire (waited for on the clock)
+$node->poll_query_until('src', q{
+	SELECT bool_and(expires_at <= statement_timestamp()) FROM payments.stripe_idempotency_keys
+	WHERE operation_type = 'dump:expiring'}) or die 'the keys did not expire';
 
 my $content = q{SELECT count(*) || ' ' || md5(string_agg(k::text, '|' ORDER BY operation_type, operation_id))
 	FROM payments.stripe_idempotency_keys k};

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# The two commands on a fresh machine: a Debian 12 (bookworm) chroot holding
+# only what a new machine of this kind ships (the list below; Node.js, not a
+# Debian package here, is copied from the host), where a clone of the
+# checkout's HEAD runs `make demo`, then builds, installs and runs the
+# regression suite the way `make test` does. A missing install step fails
+# here instead of on a newcomer's machine.
+#
+# The pristine chroot is cached (test/lib/chroot.sh) and never changed: each
+# run works in an overlay on top of it (a copy where overlayfs is not
+# available), thrown away afterwards, so every run starts from a new machine.
+# Run as root. Prints "FRESH_RESULT <passed> <failed> <seconds>".
+set -uo pipefail
+here=$(cd "$(dirname "$0")/../.." && pwd)
+source "$here/test/lib/chroot.sh"
+
+NEW_MACHINE_PACKAGES="postgresql-15 postgresql-client-15 postgresql-contrib libpq-dev uuid-dev gcc make git perl cppcheck valgrind ca-certificates"
+base=bookworm-fresh
+run=bookworm-fresh.run
+start=$SECONDS
+pass=0
+fail=0
+ok() { pass=$((pass + 1)); echo "ok - fresh machine: $*"; }
+not_ok() { fail=$((fail + 1)); echo "not ok - fresh machine: $*"; }
+
+rundir=$(chroot_dir "$run")
+overlay=0
+cleanup() {
+	chroot_umount "$run"
+	if [ "$overlay" = 1 ]; then
+		umount -l "$rundir" 2>/dev/null
+	fi
+	rm -rf --one-file-system "$rundir" "$rundir.upper" "$rundir.work"
+}
+finish() {
+	cleanup
+	echo "FRESH_RESULT $pass $fail $((SECONDS - start))"
+	exit 0
+}
+trap cleanup EXIT
+
+if ! chroot_ensure "$base" bookworm $NEW_MACHINE_PACKAGES; then
+	not_ok "the bookworm chroot could not be built"
+	finish
+fi
+
+cleanup
+mkdir -p "$rundir" "$rundir.upper" "$rundir.work"
+if mount -t overlay overlay -o "lowerdir=$(chroot_dir "$base"),upperdir=$rundir.upper,workdir=$rundir.work" "$rundir" 2>/dev/null; then
+	overlay=1
+else
+	cp -a "$(chroot_dir "$base")/." "$rundir/"
+fi
+if [ -e "$rundir/usr/include/postgresql/15/server/postgres.h" ]; then
+	not_ok "the chroot is not fresh: it has the server headers"
+	finish
+fi
+
+# A clone, as a newcomer would have it: what is committed, nothing else.
+if git clone -q --no-local "$here" "$rundir/root/stripe_idem" 2>&1; then
+	ok "cloned $(git -C "$here" rev-parse --short HEAD)"
+else
+	not_ok "git clone failed"
+	finish
+fi
+
+echo "== make demo on a fresh machine"
+chroot_run "$run" bash -c 'cd /root/stripe_idem && make demo' >"$rundir.demo.log" 2>&1
+rc=$?
+tail -n 25 "$rundir.demo.log"
+if [ $rc = 0 ] && grep -q "stripe_idem sweeper deleted" "$rundir.demo.log"; then
+	ok "make demo"
+else
+	not_ok "make demo (exit $rc)"
+fi
+rm -f "$rundir.demo.log"
+
+echo "== build, install and the regression suite on the same machine"
+out=$(chroot_run "$run" bash -c 'cd /root/stripe_idem && STRIPE_IDEM_MAJORS=15 bash test/run_tests.sh regress' 2>&1)
+echo "$out" | tail -n 12
+line=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1)
+if [ -n "$line" ]; then
+	p=${line%% passed*}
+	f=${line#*passed, }
+	f=${f%% failed*}
+	pass=$((pass + p))
+	fail=$((fail + f))
+	[ "$p" -gt 0 ] || not_ok "the regression suite ran no test"
+else
+	not_ok "the regression suite printed no result"
+fi
+finish
