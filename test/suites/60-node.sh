@@ -3,7 +3,6 @@
 # examples/node-checkout end to end: the official `stripe` SDK and `pg`
 # against a Stripe-compatible fake and a throwaway cluster with stripe_idem,
 # connected directly. 61-node-pooler runs the same tests through pgbouncer.
-# majors: all
 set -uo pipefail
 source "$SRC/test/lib/cluster.sh"
 source "$SRC/test/lib/node_example.sh"
