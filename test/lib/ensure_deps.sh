@@ -5,7 +5,7 @@
 #   ensure_deps.sh --check    only report; fail when something is missing
 #   ensure_deps.sh --bench    also the benchmark tools (gnuplot)
 #   ensure_deps.sh --test     also the static and memory checkers (cppcheck, valgrind) and
-#                             the pooler the pooler suites run (pgbouncer)
+#                             pgbouncer, for the suites that test through a pooler
 #
 # Only Debian package names are used, so the same line works on a fresh machine.
 set -euo pipefail
