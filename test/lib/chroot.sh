@@ -57,12 +57,35 @@ chroot_umount_all() {
 	return 0
 }
 
+# What the chroot must see as the host does, brought up to date at every
+# use: name resolution, and the certificate authorities this machine trusts
+# (its HTTPS traffic to the npm registry may pass a proxy with its own CA),
+# with npm's global settings that point at them.
+chroot_sync_host() {
+	local dir f
+	dir=$(chroot_dir "$1")
+	[ -f /etc/resolv.conf ] && cp -L /etc/resolv.conf "$dir/etc/resolv.conf"
+	if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+		mkdir -p "$dir/etc/ssl/certs"
+		cp -L /etc/ssl/certs/ca-certificates.crt "$dir/etc/ssl/certs/ca-certificates.crt"
+	fi
+	for f in /etc/npmrc /usr/etc/npmrc; do
+		if [ -f "$f" ]; then
+			mkdir -p "$dir$(dirname "$f")"
+			cp -L "$f" "$dir$f"
+		fi
+	done
+	return 0
+}
+
 chroot_run() {
 	local name=$1
 	shift
+	chroot_sync_host "$name"
 	chroot_mount "$name" || return 1
 	chroot "$(chroot_dir "$name")" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
-		HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive "$@"
+		HOME=/root LANG=C.UTF-8 DEBIAN_FRONTEND=noninteractive \
+		NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt "$@"
 	local rc=$?
 	chroot_umount "$name"
 	return $rc

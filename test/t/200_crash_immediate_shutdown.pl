@@ -124,7 +124,7 @@ for my $c (0 .. $#clients)
 	# connection is expected.
 	for my $e (split /\n/, $cl->{err})
 	{
-		next if $e =~ /terminating connection|server closed the connection|connection to server was lost|This probably means|before or while processing|^\s*$/;
+		next if $e =~ /terminating connection|server closed the connection|connection to server was lost|no connection to the server|This probably means|before or while processing|^\s*$/;
 		push @early_errors, "client $c: $e";
 	}
 }

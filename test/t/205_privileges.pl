@@ -87,12 +87,18 @@ my %calls = (
 
 # The list above covers every member of the extension but the one pure
 # function, so a function added later without a privilege test fails here.
+# (The implicit row types of the table and views, and their array types,
+# which 17 and 18 record as members too, are left out: they come and go with
+# their relations and are nothing an application calls.)
 is($node->safe_psql('postgres', q{
 	SELECT string_agg(m, ',' ORDER BY m) FROM (
 		SELECT regexp_replace(pg_describe_object(classid, objid, 0),
 			'^(function|view|table) (payments\.)?([a-z_]+).*$', '\1 \3') AS m
 		FROM pg_depend WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
-		AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'stripe_idem')) members}),
+		AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'stripe_idem')
+		AND NOT EXISTS (SELECT FROM pg_type t LEFT JOIN pg_type e ON e.oid = t.typelem
+		                WHERE classid = 'pg_type'::regclass AND t.oid = objid
+		                  AND (t.typrelid <> 0 OR e.typrelid <> 0))) members}),
 	join(',', sort map { /^(view|table) / ? $_ : "function $_" } keys(%calls), 'new_stripe_idempotency_key'),
 	'the test knows every function, view and table of the extension');
 
