@@ -101,6 +101,32 @@ it('a delivery that dies mid-processing leaves nothing; the next one takes over 
 	}
 });
 
+it('a delivery whose lease ran out before it processed: the takeover processes, the late one rolls back', async () => {
+	const { orderId, ev } = await paidCheckout();
+	const late = await startFunction('stripe-webhook', stack.fake, { EDGE_TEST_PAUSE: 'before-webhook-processing' });
+	try {
+		const pending = deliver(late.url, ev);
+		await late.proc.waitFor((_, j) => (j?.paused === 'before-webhook-processing' ? j : undefined), 'pause before processing');
+		// Its lease runs out while it stalls (a slow isolate); a redelivery takes over.
+		const { final } = await postUntilSettled(hook().url, ev.payload, { 'Stripe-Signature': ev.signature });
+		assert.equal(final.status, 200);
+		assert.equal(final.body.duplicate, undefined, 'the takeover processed it');
+		assert.equal((await keyRow(OP, ev.event.id))?.attempts, 2);
+		assert.equal(await processedCount({ orderId }), 1);
+
+		// The stalled delivery goes on: its record finds the event done, and its
+		// writes are rolled back.
+		late.proc.signal('SIGUSR1');
+		const answer = await pending;
+		assert.equal(answer.status, 200);
+		assert.equal(answer.body.duplicate, true);
+		assert.ok(late.logs().some((l) => l.eventId === ev.event.id && l.rolledBack === true), 'rolled back, not committed');
+		assert.equal(await processedCount({ orderId }), 1, 'side effect exactly once');
+	} finally {
+		await late.kill();
+	}
+});
+
 it('a bad or missing signature is 400 and writes nothing', async () => {
 	const { orderId, ev } = await paidCheckout();
 	const forged = await stack.fake.signEvent(ev.event.id, { secret: 'whsec_not_this_endpoint' });

@@ -6,6 +6,7 @@ export interface Proc {
 	// The first line (JSON lines parsed) for which pick returns a value, within timeoutMs.
 	waitFor<T>(pick: (line: string, parsed: Record<string, unknown> | null) => T | undefined, what: string, timeoutMs?: number): Promise<T>;
 	kill(): Promise<void>;
+	signal(sig: Deno.Signal): void;
 	exited: boolean;
 	output(): string;
 }
@@ -48,6 +49,9 @@ export function spawn(cmd: string, args: string[], opts: { env?: Record<string, 
 					});
 				});
 			}
+		},
+		signal(sig) {
+			child.kill(sig);
 		},
 		async kill() {
 			if (!proc.exited) {

@@ -13,16 +13,23 @@ export interface Deps {
 	stripe: Stripe;
 	log: Log;
 	// Test only: stops the function at a named point so the crash tests can
-	// kill its process exactly there (see pauseAt).
+	// kill its process exactly there, or let it go on later (see pauseAt).
 	pause: (point: string, info: Record<string, unknown>) => Promise<void>;
 }
 
 // EDGE_TEST_PAUSE=<point> makes pause(<point>) announce itself on stdout
-// and never return; unset (always, in production) it returns at once.
+// and wait until the process gets SIGUSR1 (or is killed); unset (always, in
+// production) it returns at once.
 function pauseAt(point: string, info: Record<string, unknown>): Promise<void> {
 	if (Deno.env.get('EDGE_TEST_PAUSE') !== point) return Promise.resolve();
-	console.log(JSON.stringify({ paused: point, ...info }));
-	return new Promise(() => {});
+	return new Promise((resolve) => {
+		const go = () => {
+			Deno.removeSignalListener('SIGUSR1', go);
+			resolve();
+		};
+		Deno.addSignalListener('SIGUSR1', go);
+		console.log(JSON.stringify({ paused: point, ...info }));
+	});
 }
 
 export function createDeps(config: Config): Deps {

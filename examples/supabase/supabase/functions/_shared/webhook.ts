@@ -97,6 +97,7 @@ export async function handleEvent(deps: Deps, event: Stripe.Event): Promise<Resp
 	const key = b.key as string;
 	const attempts = b.attempts as number;
 	if (attempts > 1) log.info('taking over an unfinished webhook event', { ...fields, attempts });
+	await deps.pause('before-webhook-processing', { ...fields, attempts });
 	try {
 		const outcome = await inTransaction(deps.sql, config.statementTimeoutMs, async (tx) => {
 			const out = await handler(deps, tx, event);
