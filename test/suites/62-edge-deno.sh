@@ -62,17 +62,27 @@ fi
 # The functions' traffic went through the pooler: its counters moved, and
 # the functions' role reached the server only over the pooler's few
 # connections (the tests' own checks connect directly, as postgres).
-check() {
-	if eval "$2"; then p=$((p + 1)); echo "ok - $1"; else f=$((f + 1)); echo "not ok - $1"; fi
+check() { # check DESCRIPTION COMMAND...
+	local what=$1
+	shift
+	if "$@"; then
+		p=$((p + 1))
+		echo "ok - $what"
+	else
+		f=$((f + 1))
+		echo "not ok - $what"
+	fi
 }
 xacts=$(($(pgbouncer_show "SHOW STATS" "$PGDATABASE" total_xact_count) - xacts0))
 clients=$(grep -c 'login attempt: db=[^ ]* user=checkout_fn' "$BOUNCER_DIR/pgbouncer.log")
 servers=$(grep -c 'connection authorized: user=checkout_fn' "$CLUSTER_LOG")
+waiting=$(pgbouncer_show "SHOW POOLS" "$PGDATABASE" cl_waiting)
 echo "# through pgbouncer: $xacts transactions, $clients client logins of checkout_fn, $servers server connections"
 # The 50-request burst alone is 50 begin transactions; the other scenarios
 # make more than 50 more.
-check "the functions' transactions went through pgbouncer (SHOW STATS)" '[ "$xacts" -ge 100 ]'
-check "the functions' role opened fewer server connections than client connections" '[ "$servers" -ge 1 ] && [ "$clients" -gt "$servers" ]'
-check "no client left waiting in pgbouncer (SHOW POOLS cl_waiting)" '[ "$(pgbouncer_show "SHOW POOLS" "$PGDATABASE" cl_waiting)" = 0 ]'
+check "the functions' transactions went through pgbouncer (SHOW STATS)" test "$xacts" -ge 100
+check "the functions' role reached the server through the pooler" test "$servers" -ge 1
+check "fewer server connections than client connections" test "$clients" -gt "$servers"
+check "no client left waiting in pgbouncer (SHOW POOLS cl_waiting)" test "$waiting" = 0
 
 echo "SUITE_RESULT $p $f"
