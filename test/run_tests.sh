@@ -108,7 +108,7 @@ for major in $majors; do
 	log="$LOGDIR/pg$major.log"
 	if [ "$major" = "$SI_HOST_MAJOR" ]; then
 		echo "===== PostgreSQL $major (this machine)"
-		bash test/lib/ensure_deps.sh --test || { echo "0 passed, 1 failed"; exit 1; }
+		bash test/lib/ensure_deps.sh --test $([ "$is_root" = 1 ] && echo --chroot) || { echo "0 passed, 1 failed"; exit 1; }
 		PGMAJOR=$major bash test/lib/run_suites.sh "${args[@]}" 2>&1 | tee "$log"
 		collect "$log" "$major"
 		continue
