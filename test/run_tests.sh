@@ -104,11 +104,18 @@ if [ "$is_root" = 1 ]; then
 	trap umount_used EXIT
 fi
 
+# What this run needs, installed once (as root) or named with the apt line.
+deps=()
+case " $majors " in *" $SI_HOST_MAJOR "*) deps+=(--test) ;; esac
+if [ "$is_root" = 1 ] && { [ "$fresh" = 1 ] || [ -n "$(echo " $majors " | sed "s/ $SI_HOST_MAJOR / /" | tr -d ' ')" ]; }; then
+	deps+=(--chroot)
+fi
+bash test/lib/ensure_deps.sh "${deps[@]}" || { echo "0 passed, 1 failed"; exit 1; }
+
 for major in $majors; do
 	log="$LOGDIR/pg$major.log"
 	if [ "$major" = "$SI_HOST_MAJOR" ]; then
 		echo "===== PostgreSQL $major (this machine)"
-		bash test/lib/ensure_deps.sh --test $([ "$is_root" = 1 ] && echo --chroot) || { echo "0 passed, 1 failed"; exit 1; }
 		PGMAJOR=$major bash test/lib/run_suites.sh "${args[@]}" 2>&1 | tee "$log"
 		collect "$log" "$major"
 		continue
