@@ -118,7 +118,7 @@ si_fetch_row(Datum operation_type, Datum operation_id, SiRow *row)
 	Datum		args[2] = {operation_type, operation_id};
 	Datum		values[SI_NCOLS];
 	bool		nulls[SI_NCOLS];
-	TimestampTz now = GetCurrentStatementStartTimestamp();
+	TimestampTz stmt_now = GetCurrentStatementStartTimestamp();
 	text	   *status;
 	bool		isnull;
 	int			rc;
@@ -151,14 +151,14 @@ si_fetch_row(Datum operation_type, Datum operation_id, SiRow *row)
 	{
 		TimestampTz locked_until = DatumGetTimestampTz(values[SI_COL_LOCKED_UNTIL - 1]);
 
-		row->lease_live = locked_until > now;
+		row->lease_live = locked_until > stmt_now;
 		/* the interval locked_until - now, exactly as the operator makes it */
 		row->lease_left = DirectFunctionCall2(timestamp_mi,
 											  TimestampTzGetDatum(locked_until),
-											  TimestampTzGetDatum(now));
+											  TimestampTzGetDatum(stmt_now));
 		row->lease_left_null = false;
 	}
-	row->expired = DatumGetTimestampTz(values[SI_COL_EXPIRES_AT - 1]) <= now;
+	row->expired = DatumGetTimestampTz(values[SI_COL_EXPIRES_AT - 1]) <= stmt_now;
 	return true;
 }
 

@@ -238,8 +238,8 @@ typedef struct SiSweeperShared
 	pid_t		launcher_pid;	/* 0 when not running */
 	Latch	   *launcher_latch;
 	bool		wake_requested;
-	bool		hurry;			/* skip the pauses between batches until a
-								 * pass started after the request ends */
+	uint64		hurry_requests; /* stripe_idem_wake_sweeper(true) calls */
+	uint64		hurry_served;	/* of those, made before a pass that ended */
 	TimestampTz next_pass_at;	/* 0 = none scheduled */
 	bool		no_slot_logged; /* worker slot exhaustion was logged */
 	char		role_problem[SI_SWEEPER_ERRLEN];	/* last logged, "" = none */

@@ -120,28 +120,32 @@ launcher_attach(void)
 }
 
 /*
- * Take a pending stripe_idem_wake_sweeper() request, if any; *hurry says
- * whether a hurried one is in force.
+ * Take a pending stripe_idem_wake_sweeper() request, if any; *hurried is
+ * how many hurried requests had been made by now.
  */
 static bool
-take_wake_request(bool *hurry)
+take_wake_request(uint64 *hurried)
 {
 	bool		woken;
 
 	LWLockAcquire(si_sweeper->lock, LW_EXCLUSIVE);
 	woken = si_sweeper->wake_requested;
 	si_sweeper->wake_requested = false;
-	*hurry = si_sweeper->hurry;
+	*hurried = si_sweeper->hurry_requests;
 	LWLockRelease(si_sweeper->lock);
 	return woken;
 }
 
-/* A hurried request is served once a pass started after it has ended. */
+/*
+ * A hurried request is served by the first pass that started after it and
+ * has ended; one made during a pass hurries that pass and the next.
+ */
 static void
-end_hurry(void)
+end_hurry(uint64 hurried)
 {
 	LWLockAcquire(si_sweeper->lock, LW_EXCLUSIVE);
-	si_sweeper->hurry = false;
+	if (si_sweeper->hurry_served < hurried)
+		si_sweeper->hurry_served = hurried;
 	LWLockRelease(si_sweeper->lock);
 }
 
@@ -524,7 +528,7 @@ si_sweeper_launcher_main(Datum main_arg)
 		TimestampTz now;
 		TimestampTz due;
 		bool		woken;
-		bool		hurry;
+		uint64		hurried;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -539,7 +543,7 @@ si_sweeper_launcher_main(Datum main_arg)
 		 * counted from the start of the previous pass. A wake request runs
 		 * one now, even while sweeping is paused (interval 0).
 		 */
-		woken = take_wake_request(&hurry);
+		woken = take_wake_request(&hurried);
 		now = GetCurrentTimestamp();
 		if (woken)
 			due = now;
@@ -558,8 +562,7 @@ si_sweeper_launcher_main(Datum main_arg)
 						  TimestampTzPlusMilliseconds(now, si_sweep_interval_secs * (int64) 1000));
 			MemoryContextSwitchTo(pass_cxt);
 			run_pass();
-			if (hurry)
-				end_hurry();
+			end_hurry(hurried);
 			MemoryContextSwitchTo(TopMemoryContext);
 			MemoryContextReset(pass_cxt);
 			pgstat_report_stat(true);

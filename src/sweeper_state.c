@@ -222,7 +222,7 @@ wake_sweeper(bool hurry)
 	{
 		si_sweeper->wake_requested = true;
 		if (hurry)
-			si_sweeper->hurry = true;
+			si_sweeper->hurry_requests++;
 		SetLatch(si_sweeper->launcher_latch);
 		woken = true;
 	}
@@ -249,7 +249,7 @@ si_sweeper_hurried(void)
 	bool		hurry;
 
 	LWLockAcquire(si_sweeper->lock, LW_SHARED);
-	hurry = si_sweeper->hurry;
+	hurry = si_sweeper->hurry_requests != si_sweeper->hurry_served;
 	LWLockRelease(si_sweeper->lock);
 	return hurry;
 }

@@ -24,6 +24,7 @@ if [ "$PGMAJOR" != "$SI_HOST_MAJOR" ] && [ ! -x "/usr/lib/postgresql/$PGMAJOR/bi
 		echo "stripe_idem: PostgreSQL $PGMAJOR runs in a Debian $(si_chroot_suite "$PGMAJOR") chroot here; run make demo PGMAJOR=$PGMAJOR as root" >&2
 		exit 1
 	fi
+	bash test/lib/ensure_deps.sh --chroot
 	source test/lib/chroot.sh
 	trap 'chroot_umount "$name"' EXIT
 	chroot_ensure "$name" "$(si_chroot_suite "$PGMAJOR")" $(si_chroot_packages "$PGMAJOR")

@@ -43,13 +43,20 @@ chmod 755 "$LOGDIR"
 
 # collect LOG MAJOR: add the SUITE_SUMMARY lines of one run to the totals
 collect() {
-	local log=$1 major=$2 name p f secs seen=0
-	while read -r _ name p f secs; do
+	local log=$1 major=$2 name p f secs sk seen=0 row reason
+	while read -r _ name p f secs sk; do
 		seen=1
+		sk=${sk:-0}
 		total_pass=$((total_pass + p))
 		total_fail=$((total_fail + f))
-		rows+=("$(printf '%-22s %-5s %5d passed %4d failed %6ss' "$name" "$major" "$p" "$f" "$secs")")
-	done < <(grep -aE '^SUITE_SUMMARY [A-Za-z0-9_-]+ [0-9]+ [0-9]+ [0-9]+$' "$log")
+		total_skip=$((total_skip + sk))
+		row=$(printf '%-22s %-5s %5d passed %4d failed %6ss' "$name" "$major" "$p" "$f" "$secs")
+		if [ "$sk" != 0 ]; then
+			reason=$(grep -aE "^SUITE_SKIP_REASON $name " "$log" | tail -n 1 | cut -d' ' -f3-)
+			row="$row, $sk skipped: ${reason:-no reason given}"
+		fi
+		rows+=("$row")
+	done < <(grep -aE '^SUITE_SUMMARY [A-Za-z0-9_-]+ [0-9]+ [0-9]+ [0-9]+( [0-9]+)?$' "$log")
 	if [ "$seen" = 0 ]; then
 		total_fail=$((total_fail + 1))
 		rows+=("$(printf '%-22s %-5s %s' "(no suite ran)" "$major" "counted as one failure, log: $log")")
@@ -97,11 +104,18 @@ if [ "$is_root" = 1 ]; then
 	trap umount_used EXIT
 fi
 
+# What this run needs, installed once (as root) or named with the apt line.
+deps=()
+case " $majors " in *" $SI_HOST_MAJOR "*) deps+=(--test) ;; esac
+if [ "$is_root" = 1 ] && { [ "$fresh" = 1 ] || [ -n "$(echo " $majors " | sed "s/ $SI_HOST_MAJOR / /" | tr -d ' ')" ]; }; then
+	deps+=(--chroot)
+fi
+bash test/lib/ensure_deps.sh "${deps[@]}" || { echo "0 passed, 1 failed"; exit 1; }
+
 for major in $majors; do
 	log="$LOGDIR/pg$major.log"
 	if [ "$major" = "$SI_HOST_MAJOR" ]; then
 		echo "===== PostgreSQL $major (this machine)"
-		bash test/lib/ensure_deps.sh --test || { echo "0 passed, 1 failed"; exit 1; }
 		PGMAJOR=$major bash test/lib/run_suites.sh "${args[@]}" 2>&1 | tee "$log"
 		collect "$log" "$major"
 		continue

@@ -4,7 +4,9 @@
 #   ensure_deps.sh            install what is missing (root), or print the apt line and fail
 #   ensure_deps.sh --check    only report; fail when something is missing
 #   ensure_deps.sh --bench    also the benchmark tools (gnuplot)
-#   ensure_deps.sh --test     also the static and memory checkers (cppcheck, valgrind)
+#   ensure_deps.sh --test     also the static and memory checkers (cppcheck, valgrind) and
+#                             pgbouncer, for the suites that test through a pooler
+#   ensure_deps.sh --chroot   also debootstrap, for the chroots of the other majors
 #
 # Only Debian package names are used, so the same line works on a fresh machine.
 set -euo pipefail
@@ -12,11 +14,13 @@ set -euo pipefail
 check_only=0
 want_bench=0
 want_test=0
+want_chroot=0
 for a in "$@"; do
 	case "$a" in
 		--check) check_only=1 ;;
 		--bench) want_bench=1 ;;
 		--test) want_test=1 ;;
+		--chroot) want_chroot=1 ;;
 	esac
 done
 
@@ -40,6 +44,10 @@ command -v gcc >/dev/null || missing+=(gcc)
 if [ "$want_test" = 1 ]; then
 	command -v cppcheck >/dev/null || missing+=(cppcheck)
 	command -v valgrind >/dev/null || missing+=(valgrind)
+	[ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null || missing+=(pgbouncer)
+fi
+if [ "$want_chroot" = 1 ]; then
+	command -v debootstrap >/dev/null || missing+=(debootstrap)
 fi
 if [ "$want_bench" = 1 ]; then
 	command -v gnuplot >/dev/null || missing+=(gnuplot-nox)

@@ -9,15 +9,18 @@
 #   SRC        a private copy of the source tree
 #   SUITE_DIR  an empty scratch directory for its clusters and logs
 #   PGMAJOR, PGBIN  the PostgreSQL under test
-# and reports by printing "SUITE_RESULT <passed> <failed>". A suite that
-# prints no such line (crashed, killed) counts as one failure.
+# and reports by printing "SUITE_RESULT <passed> <failed> [<skipped>]". A
+# suite that prints no such line (crashed, killed) counts as one failure. A
+# suite that cannot run here (a server extension it needs is not installed)
+# prints "SUITE_SKIPPED <reason>" and "SUITE_RESULT 0 0 1": skipped, never
+# passed.
 #
 # --every-major keeps only the suites marked "# majors: all" (those that
 # need a server); the static and memory checks run on the host's major.
 # --asan (make test-asan) runs only the memory-checking suite, 80-memcheck.
 #
 # For every suite this prints one line the caller collects:
-#   SUITE_SUMMARY <name> <passed> <failed> <seconds>
+#   SUITE_SUMMARY <name> <passed> <failed> <seconds> <skipped>
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")/../.." && pwd)
@@ -81,15 +84,19 @@ for suite in test/suites/*.sh; do
 	"${RUN_AS[@]}" env SRC="$WORK" SUITE_DIR="$sdir" ASAN="$asan" HOME="$sdir" \
 		PGMAJOR="$PGMAJOR" PGBIN="$PGBIN" PATH="$PATH" \
 		bash "$WORK/test/suites/$name.sh" 2>&1 | tee "$out"
-	res=$(grep -E '^SUITE_RESULT [0-9]+ [0-9]+$' "$out" | tail -n 1)
+	res=$(grep -E '^SUITE_RESULT [0-9]+ [0-9]+( [0-9]+)?$' "$out" | tail -n 1)
+	sk=0
 	if [ -z "$res" ]; then
 		p=0 f=1
 		echo "suite $name reported no result: counted as one failure"
 	else
-		read -r _ p f <<<"$res"
+		read -r _ p f sk <<<"$res"
+		sk=${sk:-0}
 	fi
 	[ "$f" = 0 ] || any_fail=1
-	echo "SUITE_SUMMARY $name $p $f $(($(date +%s) - start))"
+	reason=$(grep -E '^SUITE_SKIPPED ' "$out" | tail -n 1 | cut -d' ' -f2-)
+	[ -n "$reason" ] && echo "SUITE_SKIP_REASON $name $reason"
+	echo "SUITE_SUMMARY $name $p $f $(($(date +%s) - start)) $sk"
 done
 
 # Keep the logs of a failed run for a look; a green run leaves nothing behind.

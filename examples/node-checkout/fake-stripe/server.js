@@ -11,6 +11,15 @@
 //     idempotency_key_in_use.
 // It counts the objects it created, so tests can prove "exactly one", and it
 // can inject faults into the next requests (see fault()).
+//
+// Webhooks: completeSession() marks a session paid and returns the
+// checkout.session.completed event signed the way Stripe signs deliveries
+// (Stripe-Signature: t=<unix time>,v1=<HMAC-SHA256 of "t.payload"> with the
+// endpoint's whsec_ secret); signEvent() signs it again, as a redelivery.
+//
+// Tests in another process (the Deno edge-function tests) use the same
+// through a control API under /_fake/ (see _control()): read the counts,
+// inject faults, complete a session, sign an event.
 
 const http = require('node:http');
 const crypto = require('node:crypto');
@@ -70,9 +79,20 @@ function validate(form) {
 	return null;
 }
 
+const CONTROL_PREFIX = '/_fake/';
+const DEFAULT_WEBHOOK_SECRET = 'whsec_test_fake';
+
+// Stripe-Signature for `payload` at unix time `t`.
+function signatureHeader(secret, payload, t) {
+	const v1 = crypto.createHmac('sha256', secret).update(`${t}.${payload}`, 'utf8').digest('hex');
+	return `t=${t},v1=${v1}`;
+}
+
 class FakeStripe extends EventEmitter {
-	constructor() {
+	constructor({ webhookSecret = DEFAULT_WEBHOOK_SECRET } = {}) {
 		super();
+		this.webhookSecret = webhookSecret;
+		this.events = new Map(); // id -> { event, payload }
 		this.sessions = new Map(); // id -> created session object
 		this.keys = new Map(); // Idempotency-Key -> { signature, executing, status, body }
 		this.requests = []; // one entry per POST, in arrival order: { key, outcome }
@@ -95,6 +115,49 @@ class FakeStripe extends EventEmitter {
 	fault(kind, { times = 1, ms = 0 } = {}) {
 		if (!['delay', '500', 'drop', 'card_declined'].includes(kind)) throw new Error(`unknown fault ${kind}`);
 		this.faults.push({ kind, times, ms });
+	}
+
+	// The session paid: returns the checkout.session.completed event, its exact
+	// payload and a Stripe-Signature header for it.
+	completeSession(sessionId) {
+		const session = this.sessions.get(sessionId);
+		if (!session) throw new Error(`no session ${sessionId}`);
+		Object.assign(session, { status: 'complete', payment_status: 'paid' });
+		const event = {
+			id: 'evt_test_' + crypto.randomBytes(12).toString('hex'),
+			object: 'event',
+			api_version: '2025-01-27.acacia',
+			created: Math.floor(Date.now() / 1000),
+			type: 'checkout.session.completed',
+			livemode: false,
+			pending_webhooks: 1,
+			request: { id: null, idempotency_key: null },
+			data: { object: { ...session } },
+		};
+		const payload = JSON.stringify(event, null, 2);
+		this.events.set(event.id, { event, payload });
+		return { event, payload, signature: this.signEvent(event.id).signature };
+	}
+
+	// A delivery of a known event: same payload, signed now (a redelivery
+	// carries a new timestamp). `secret` other than the endpoint's forges one.
+	signEvent(eventId, { secret = this.webhookSecret, t = Math.floor(Date.now() / 1000) } = {}) {
+		const e = this.events.get(eventId);
+		if (!e) throw new Error(`no event ${eventId}`);
+		return { payload: e.payload, signature: signatureHeader(secret, e.payload, t) };
+	}
+
+	// Counts for tests in another process.
+	state() {
+		return {
+			created: this.created,
+			sessions: [...this.sessions.keys()],
+			requests: this.requests,
+			// Calls Stripe has begun and not yet answered (a key in use).
+			executing: [...this.keys.values()].filter((e) => e.executing).length,
+			events: this.events.size,
+			faults: this.faults.length,
+		};
 	}
 
 	_takeFault() {
@@ -133,10 +196,31 @@ class FakeStripe extends EventEmitter {
 		});
 	}
 
+	// The control API: GET state, POST faults {kind, times, ms},
+	// POST sessions/<id>/complete, POST events/<id>/sign {secret?, t?}.
+	_control(req, res, path, body) {
+		try {
+			const input = body ? JSON.parse(body) : {};
+			if (req.method === 'GET' && path === 'state') return sendJSON(res, 200, this.state());
+			if (req.method === 'POST' && path === 'faults') {
+				this.fault(input.kind, { times: input.times, ms: input.ms });
+				return sendJSON(res, 200, { faults: this.faults.length });
+			}
+			let m = path.match(/^sessions\/([^/]+)\/complete$/);
+			if (req.method === 'POST' && m) return sendJSON(res, 200, this.completeSession(m[1]));
+			m = path.match(/^events\/([^/]+)\/sign$/);
+			if (req.method === 'POST' && m) return sendJSON(res, 200, this.signEvent(m[1], input));
+		} catch (err) {
+			return sendJSON(res, 400, { error: { message: err.message } });
+		}
+		return sendJSON(res, 404, { error: { message: `no control route ${req.method} ${path}` } });
+	}
+
 	async _route(req, res, body) {
+		const url = new URL(req.url, 'http://fake');
+		if (url.pathname.startsWith(CONTROL_PREFIX)) return this._control(req, res, url.pathname.slice(CONTROL_PREFIX.length), body);
 		if (!/^Bearer sk_test_\S+$/.test(req.headers.authorization || ''))
 			return sendJSON(res, 401, stripeError('invalid_request_error', 'Invalid API Key provided.'));
-		const url = new URL(req.url, 'http://fake');
 		if (req.method === 'POST' && url.pathname === SESSIONS_PATH)
 			return this._createSession(req, res, new URLSearchParams(body));
 		const m = url.pathname.match(/^\/v1\/checkout\/sessions\/([^/]+)$/);
@@ -240,12 +324,15 @@ class FakeStripe extends EventEmitter {
 	}
 }
 
-async function startFakeStripe() {
-	return new FakeStripe().listen();
+async function startFakeStripe(options) {
+	return new FakeStripe(options).listen();
 }
 
-module.exports = { FakeStripe, startFakeStripe };
+module.exports = { FakeStripe, startFakeStripe, signatureHeader };
 
+// Standalone (for tests in another process): FAKE_STRIPE_WEBHOOK_SECRET sets
+// the endpoint secret; the line below announces the port.
 if (require.main === module) {
-	startFakeStripe().then((fake) => console.log(`fake Stripe on http://127.0.0.1:${fake.port}`));
+	startFakeStripe({ webhookSecret: process.env.FAKE_STRIPE_WEBHOOK_SECRET || DEFAULT_WEBHOOK_SECRET })
+		.then((fake) => console.log(`fake Stripe on http://127.0.0.1:${fake.port}`));
 }

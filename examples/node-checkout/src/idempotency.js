@@ -1,8 +1,15 @@
 'use strict';
-// The three stripe_idem calls the handler makes. Each is a single statement on
-// a pooled connection, i.e. its own committed transaction: the lease must be
+// The three stripe_idem calls the handler makes. Each is its own short
+// transaction, committed before the handler goes on: the lease must be
 // visible to other callers before Stripe is called, never held in an open
 // transaction across the network call.
+//
+// Pooler-safe: nothing is set for the session. A transaction-mode pooler
+// (pgbouncer, Supavisor) hands each transaction to whichever server
+// connection is free, so a session SET would leak into other clients' calls
+// and a statement_timeout startup parameter is refused outright. The timeout
+// is SET LOCAL inside each call's transaction, and lease and ttl are
+// arguments of every call.
 
 const BEGIN = `
 SELECT state, stripe_idempotency_key AS key, stripe_resource_id AS resource_id, response, attempts,
@@ -22,17 +29,43 @@ function seconds(s) {
 	return s == null ? null : `${s} seconds`;
 }
 
+// The calls are short by design; this bounds a stuck one (a lock held by a
+// forgotten transaction, an overloaded server).
+const DEFAULT_STATEMENT_TIMEOUT_MS = 5000;
+
 class IdempotencyStore {
-	constructor(pool, { leaseSeconds = null, ttlSeconds = null } = {}) {
+	constructor(pool, { leaseSeconds = null, ttlSeconds = null, statementTimeoutMs = DEFAULT_STATEMENT_TIMEOUT_MS } = {}) {
+		if (!Number.isInteger(statementTimeoutMs) || statementTimeoutMs < 1) throw new Error('statementTimeoutMs must be a positive integer');
 		this.pool = pool;
 		this.lease = seconds(leaseSeconds);
 		this.ttl = seconds(ttlSeconds);
+		// BEGIN and SET LOCAL in one simple-protocol round trip.
+		this.open = `BEGIN; SET LOCAL statement_timeout = ${statementTimeoutMs}`;
+	}
+
+	// One call as its own transaction: BEGIN; SET LOCAL; the call; COMMIT.
+	async _transaction(sql, params) {
+		const client = await this.pool.connect();
+		let broken = null;
+		try {
+			await client.query(this.open);
+			const { rows } = await client.query(sql, params);
+			await client.query('COMMIT');
+			return rows[0];
+		} catch (err) {
+			// A failed statement leaves the transaction aborted: roll it back so the
+			// connection goes back to the pool clean; if even that fails, drop it.
+			await client.query('ROLLBACK').catch((e) => { broken = e; });
+			throw err;
+		} finally {
+			client.release(broken || undefined);
+		}
 	}
 
 	async _query(sql, params) {
 		for (let attempt = 1; ; attempt++) {
 			try {
-				return (await this.pool.query(sql, params)).rows[0];
+				return await this._transaction(sql, params);
 			} catch (err) {
 				if (err.code !== '40001' || attempt >= MAX_SERIALIZATION_RETRIES) throw err;
 				await new Promise((r) => setTimeout(r, 5 * attempt + Math.random() * 10));

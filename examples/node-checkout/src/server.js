@@ -68,8 +68,10 @@ function createCheckoutServer(deps) {
 // Everything the handler needs, built from a config object.
 function createDeps(config, { log = jsonLog, hooks } = {}) {
 	assertLeaseCoversStripe(config.leaseSeconds, config.stripe);
-	// statement_timeout bounds every stripe_idem call; they are short by design.
-	const pool = new Pool({ max: config.poolSize || 10, statement_timeout: 5000, application_name: 'node-checkout' });
+	// No statement_timeout (or any other setting) as a startup parameter: a
+	// transaction-mode pooler refuses the connection. IdempotencyStore sets the
+	// timeout with SET LOCAL in each call's transaction instead.
+	const pool = new Pool({ max: config.poolSize || 10, application_name: 'node-checkout' });
 	const store = new IdempotencyStore(pool, { leaseSeconds: config.leaseSeconds, ttlSeconds: config.ttlSeconds });
 	return { pool, store, stripe: createStripe(config.stripe), config, log, hooks };
 }

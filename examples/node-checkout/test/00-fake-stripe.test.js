@@ -79,3 +79,44 @@ test('wrong API key is 401', async () => {
 	const bad = new Stripe('pk_live_nope', { ...fake.sdkOptions(), maxNetworkRetries: 0, telemetry: false });
 	await assert.rejects(bad.checkout.sessions.create(params), (err) => err.statusCode === 401);
 });
+
+test('completed-session events are signed as Stripe signs them: the SDK accepts them, other secrets are refused', async () => {
+	const s = await stripe.checkout.sessions.create(params, { idempotencyKey: 'k-webhook' });
+	const { event, payload, signature } = fake.completeSession(s.id);
+	const parsed = stripe.webhooks.constructEvent(payload, signature, fake.webhookSecret);
+	assert.equal(parsed.id, event.id);
+	assert.equal(parsed.type, 'checkout.session.completed');
+	assert.equal(parsed.data.object.id, s.id);
+	assert.equal(parsed.data.object.payment_status, 'paid');
+
+	const again = fake.signEvent(event.id, { t: Math.floor(Date.now() / 1000) + 1 });
+	assert.equal(again.payload, payload, 'a redelivery carries the same payload');
+	assert.notEqual(again.signature, signature, 'signed anew');
+	assert.equal(stripe.webhooks.constructEvent(again.payload, again.signature, fake.webhookSecret).id, event.id);
+
+	const forged = fake.signEvent(event.id, { secret: 'whsec_someone_else' });
+	assert.throws(() => stripe.webhooks.constructEvent(forged.payload, forged.signature, fake.webhookSecret),
+		(err) => err.type === 'StripeSignatureVerificationError');
+});
+
+test('the control API serves counts, faults and events to tests in other processes', async () => {
+	const base = `http://127.0.0.1:${fake.port}/_fake`;
+	const state0 = await (await fetch(`${base}/state`)).json();
+	assert.equal(state0.created, fake.created);
+	assert.equal(state0.requests.length, fake.requests.length);
+
+	assert.equal((await fetch(`${base}/faults`, { method: 'POST', body: JSON.stringify({ kind: 'card_declined' }) })).status, 200);
+	await assert.rejects(stripe.checkout.sessions.create(params, { idempotencyKey: 'k-ctl-card' }), (err) => err.code === 'card_declined');
+
+	const s = await stripe.checkout.sessions.create(params, { idempotencyKey: 'k-ctl' });
+	const done = await (await fetch(`${base}/sessions/${s.id}/complete`, { method: 'POST' })).json();
+	assert.equal(stripe.webhooks.constructEvent(done.payload, done.signature, fake.webhookSecret).data.object.id, s.id);
+	const resigned = await (await fetch(`${base}/events/${done.event.id}/sign`, { method: 'POST', body: '{}' })).json();
+	assert.equal(resigned.payload, done.payload);
+
+	const state1 = await (await fetch(`${base}/state`)).json();
+	assert.equal(state1.created, state0.created + 1);
+	assert.deepEqual(state1.requests.slice(-2).map((r) => r.outcome), ['card_declined', 'created']);
+	assert.equal((await fetch(`${base}/nothing`)).status, 404);
+	assert.equal((await fetch(`${base}/sessions/cs_none/complete`, { method: 'POST' })).status, 400);
+});
