@@ -38,6 +38,7 @@ if [ ! -f "/usr/include/postgresql/$PGMAJOR/server/postgres.h" ] ||
 	missing+=("postgresql-server-dev-$PGMAJOR")
 fi
 [ -x "/usr/lib/postgresql/$PGMAJOR/bin/postgres" ] || missing+=("postgresql-$PGMAJOR")
+[ -f /usr/include/uuid/uuid.h ] || missing+=(uuid-dev)
 perl -MIPC::Run -e 1 2>/dev/null || missing+=(libipc-run-perl)
 command -v make >/dev/null || missing+=(make)
 command -v gcc >/dev/null || missing+=(gcc)
