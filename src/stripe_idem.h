@@ -230,6 +230,7 @@ typedef struct SiSweepSlot
 	int64		total_rows_deleted;
 	int64		passes;
 	char		last_error[SI_SWEEPER_ERRLEN];	/* "" = none */
+	int32		citus_logged;	/* 1 + the local shard count last logged, 0 = none */
 } SiSweepSlot;
 
 typedef struct SiSweeperShared

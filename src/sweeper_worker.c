@@ -35,6 +35,7 @@
 
 #include "access/xact.h"
 #include "catalog/pg_database.h"
+#include "commands/dbcommands.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -156,6 +157,37 @@ report_progress(int64 deleted)
 	LWLockRelease(si_sweeper->lock);
 }
 
+/*
+ * On a table distributed by Citus this node sweeps only the shards it
+ * holds (src/citus.c): say so once, and again when the number changes
+ * (shards moved by a rebalance), not every pass. Needs a transaction.
+ */
+static void
+report_citus(void)
+{
+	bool		distributed;
+	int			nshards = list_length(si_citus_local_shards(&distributed));
+	SiSweepSlot *slot;
+	bool		changed = false;
+
+	if (!distributed)
+		return;
+	slot = lock_my_slot();
+	if (slot == NULL)
+		return;
+	if (slot->citus_logged != nshards + 1)
+	{
+		slot->citus_logged = nshards + 1;
+		changed = true;
+	}
+	LWLockRelease(si_sweeper->lock);
+	if (changed)
+		ereport(LOG,
+				(errmsg("stripe_idem sweeper: the keys in database \"%s\" are distributed by Citus; this node sweeps the %d shards it holds",
+						get_database_name(MyDatabaseId), nshards),
+				 errdetail("Every node with shards needs its own sweeper; cleanup_expired_idempotency_keys() on the coordinator reaches every shard.")));
+}
+
 /* What sweep_batch returns when it deleted nothing for a reason. */
 #define SI_BATCH_NOT_INSTALLED	(-1)
 #define SI_BATCH_GIVE_WAY		(-2)
@@ -198,7 +230,11 @@ sweep_batch(int batch_size, TimestampTz *lower_bound, int64 done)
 	pgstat_report_activity(STATE_RUNNING, activity);
 
 	if (si_extension_ready())
+	{
+		if (done == 0)
+			report_citus();
 		deleted = si_cleanup_batch(batch_size, lower_bound);
+	}
 
 	SPI_finish();
 	PopActiveSnapshot();

@@ -207,6 +207,16 @@ ok($coord->poll_query_until('postgres',
 	q{SELECT passes > 0 AND last_error IS NULL FROM stripe_idem_sweeper}),
 	'the coordinator\'s sweeper passes without error (it holds no shard)');
 
+# Each sweeper says once what it sweeps, not every pass.
+my $passes = $w1->safe_psql('postgres', 'SELECT passes FROM stripe_idem_sweeper');
+$w1->safe_psql('postgres', 'SELECT stripe_idem_wake_sweeper()');
+ok($w1->poll_query_until('postgres', "SELECT passes > $passes FROM stripe_idem_sweeper"),
+	'a second sweeper pass on a worker');
+my @said = slurp_file($w1->logfile) =~ /distributed by Citus; this node sweeps the (\d+) shards it holds/g;
+is(scalar(@said) . ' ' . ($said[0] // ''), '1 4', 'the worker logs once that it sweeps its 4 shards');
+@said = slurp_file($coord->logfile) =~ /distributed by Citus; this node sweeps the (\d+) shards it holds/g;
+is(join(',', @said), '0', 'the coordinator logs once that it holds no shard');
+
 # A worker stopped in the middle of a run, then started again.
 add_rows('x4', 100, 'expired');
 $w2->stop('immediate');
