@@ -98,7 +98,12 @@ my @early_errors;
 for my $c (0 .. $#clients)
 {
 	my $cl = $clients[$c];
-	for my $line (split /\n/, $cl->{out})
+	# A line without its newline is the end of a client whose output was
+	# cut off where it stopped (psql's stdout into a pipe goes out in
+	# blocks): it is no answer, and is left out of the ledger.
+	my @lines = split /\n/, $cl->{out};
+	pop @lines if $cl->{out} ne '' && $cl->{out} !~ /\n\z/;
+	for my $line (@lines)
 	{
 		$n_lines++;
 		if ($line =~ /^B (\S+) (\S+) (\S+) (\d+)$/)
