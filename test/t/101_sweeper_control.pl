@@ -9,6 +9,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use DeleteGate;
 use Time::HiRes qw(time sleep);
 
 my $node = PostgreSQL::Test::Cluster->new('sweeper_control');
@@ -160,17 +161,7 @@ add_expired('dropme', 100000);
 # speed: deleting row op50000 waits for a lock on a shared catalog that a
 # session in another database holds (a session in dropme itself would stand
 # in DROP DATABASE's way).
-$node->safe_psql('dropme', q{
-	CREATE FUNCTION public.wait_at_op50000() RETURNS trigger LANGUAGE plpgsql AS $$
-	BEGIN
-		IF OLD.operation_id = 'op50000' THEN
-			PERFORM 1 FROM pg_catalog.pg_shdescription LIMIT 1;
-		END IF;
-		RETURN OLD;
-	END $$;
-	CREATE TRIGGER wait_at_op50000 BEFORE DELETE ON stripe_idempotency_keys
-		FOR EACH ROW EXECUTE FUNCTION public.wait_at_op50000();
-});
+DeleteGate::install($node, 'dropme', 'op50000', 'PERFORM 1 FROM pg_catalog.pg_shdescription LIMIT 1');
 my $gate = $node->background_psql('postgres');
 $gate->query_safe('BEGIN; LOCK TABLE pg_catalog.pg_shdescription IN ACCESS EXCLUSIVE MODE');
 $node->safe_psql('postgres', 'SELECT stripe_idem_wake_sweeper()');

@@ -9,6 +9,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use DeleteGate;
 use Time::HiRes qw(time);
 
 my $rows = 1_000_000;
@@ -36,19 +37,8 @@ note sprintf('wrote %d expired rows in %.1f s', $rows, time - $t0);
 
 # Start a pass and hold it at op500000: 249 batches of 2,000 committed,
 # the 250th waiting.
-$node->safe_psql('postgres', q{
-	CREATE FUNCTION public.wait_at_op500000() RETURNS trigger LANGUAGE plpgsql AS $$
-	BEGIN
-		IF OLD.operation_id = 'op500000' THEN
-			PERFORM pg_catalog.pg_advisory_xact_lock_shared(4242);
-		END IF;
-		RETURN OLD;
-	END $$;
-	CREATE TRIGGER wait_at_op500000 BEFORE DELETE ON stripe_idempotency_keys
-		FOR EACH ROW EXECUTE FUNCTION public.wait_at_op500000();
-});
-my $gate = $node->background_psql('postgres');
-$gate->query_safe('SELECT pg_advisory_lock(4242)');
+DeleteGate::install($node, 'postgres', 'op500000', $DeleteGate::ADVISORY_WAIT);
+my $gate = DeleteGate::hold_advisory($node, 'postgres');
 is($node->safe_psql('postgres', 'SELECT stripe_idem_wake_sweeper()'), 't', 'pass requested');
 ok($node->poll_query_until('postgres', q{
 		SELECT count(*) = 1 FROM pg_stat_activity
@@ -68,7 +58,7 @@ ok($node->log_contains(
 
 # The committed batches stay deleted; the next pass finishes the job.
 $node->start;
-$node->safe_psql('postgres', 'DROP TRIGGER wait_at_op500000 ON stripe_idempotency_keys');
+DeleteGate::remove($node, 'postgres');
 my $left = $node->safe_psql('postgres', 'SELECT count(*) FROM stripe_idempotency_keys');
 is($left, $rows - 498000, 'the interrupted pass kept its 249 committed batches, the 250th rolled back');
 is($node->safe_psql('postgres', 'SELECT stripe_idem_wake_sweeper()'), 't', 'another pass');

@@ -9,6 +9,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use DeleteGate;
 
 my $node = PostgreSQL::Test::Cluster->new('timeouts');
 $node->init;
@@ -167,18 +168,9 @@ sql(q{
 		now() - interval '2 days', now() - interval '2 days', now() - interval '2 days',
 		now() - interval '1 day' + i * interval '1 ms'
 	FROM generate_series(1, 60000) i;
-	CREATE FUNCTION public.wait_at_op50() RETURNS trigger LANGUAGE plpgsql AS $$
-	BEGIN
-		IF OLD.operation_id = 'op-50' THEN
-			PERFORM pg_catalog.pg_advisory_xact_lock_shared(4242);
-		END IF;
-		RETURN OLD;
-	END $$;
-	CREATE TRIGGER wait_at_op50 BEFORE DELETE ON stripe_idempotency_keys
-		FOR EACH ROW EXECUTE FUNCTION public.wait_at_op50();
 });
-my $gate = $node->background_psql('postgres');
-$gate->query_safe('SELECT pg_advisory_lock(4242)');
+DeleteGate::install($node, 'postgres', 'op-50', $DeleteGate::ADVISORY_WAIT);
+my $gate = DeleteGate::hold_advisory($node, 'postgres');
 
 sub deletes_so_far
 {
@@ -217,7 +209,7 @@ is(sql(q{SELECT count(*) FROM stripe_idempotency_keys WHERE operation_type = 'to
 	'cleanup (statement_timeout): every expired row is still there');
 
 $gate->quit;
-sql(q{DROP TRIGGER wait_at_op50 ON stripe_idempotency_keys; DROP FUNCTION public.wait_at_op50()});
+DeleteGate::remove($node, 'postgres');
 
 # cleanup never waits for locked rows, so a lock_timeout cannot fire: the
 # locked expired row is skipped, everything else goes.
