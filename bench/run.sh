@@ -177,6 +177,11 @@ if [ $have_ext = 1 ]; then
 	if [ $have_sweeper = 1 ]; then
 		conf+=("stripe_idem.databases = 'bench'" "stripe_idem.sweep_interval = 0"
 			"stripe_idem.log_sweeps = off")
+		# BENCH_SWEEP_BATCH_DELAY: the sweeper's pause after each batch, in ms
+		# (default -1: half the time the batch took), for the trade-off
+		# between the sweep's rate and the clients' latency.
+		[ -n "${BENCH_SWEEP_BATCH_DELAY:-}" ] &&
+			conf+=("stripe_idem.sweep_batch_delay = ${BENCH_SWEEP_BATCH_DELAY}")
 	fi
 fi
 log "mode $mode; variants: $variants; parts: $only"
