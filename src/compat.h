@@ -38,7 +38,7 @@
 
 /*
  * Wait events. From 17 an extension can name its own, which
- * pg_stat_activity.wait_event then shows (StripeIdemSweeperLauncher, ...);
+ * pg_stat_activity.wait_event then shows (StripeIdemSweeperLauncherMain, ...);
  * before that every extension wait is the generic "Extension".
  * si_wait_event() registers the name on first use in each process.
  */
