@@ -122,6 +122,12 @@ si_citus_cleanup_workers(int batch_size)
 	uint64		i;
 	int			rc;
 
+	/*
+	 * run_command_on_workers() takes the command as text and has no way to
+	 * pass parameters, so the command is spelled out. Nothing in it comes
+	 * from a caller's text: the schema is read from the extension's catalog
+	 * entry and quoted, the batch size is an integer already checked.
+	 */
 	initStringInfo(&command);
 	appendStringInfo(&command, "SELECT %s(%d)",
 					 quote_qualified_identifier(schema, "cleanup_expired_idempotency_keys"),
