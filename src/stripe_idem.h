@@ -24,7 +24,7 @@
 #define STRIPE_IDEM_EXTNAME		"stripe_idem"
 #define STRIPE_IDEM_TABLE		"stripe_idempotency_keys"
 /* The library's own version: the newest SQL version it serves. */
-#define STRIPE_IDEM_LIBRARY_VERSION	"1.1"
+#define STRIPE_IDEM_LIBRARY_VERSION	"1.2"
 
 /* Limits from the API contract (and the table's CHECK constraints). */
 #define SI_MAX_OPERATION_TYPE	64

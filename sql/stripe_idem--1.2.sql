@@ -1,0 +1,304 @@
+/* stripe_idem--1.2.sql: a fresh install of 1.2 */
+
+-- complain if script is sourced in psql, rather than via CREATE EXTENSION
+\echo Use "CREATE EXTENSION stripe_idem" to load this file. \quit
+
+--
+-- One row per money-moving operation. The row is written, and its lease
+-- taken, *before* the Stripe call, so that a retry after a crash finds the
+-- same Idempotency-Key and Stripe replays instead of creating a second object.
+--
+-- The CHECK constraint repeats the rules the C functions enforce, so that
+-- rows written by hand (or restored by pg_restore) obey them too.
+--
+CREATE TABLE stripe_idempotency_keys (
+	-- The identifiers are ASCII tokens compared only for equality: the "C"
+	-- collation makes every index comparison a memcmp instead of strcoll.
+	operation_type			text COLLATE pg_catalog."C" NOT NULL,
+	operation_id			text COLLATE pg_catalog."C" NOT NULL,
+	stripe_idempotency_key	text COLLATE pg_catalog."C" NOT NULL,
+	request_fingerprint		text,
+	status					text		NOT NULL,
+	stripe_resource_id		text,
+	response				jsonb,
+	attempts				integer		NOT NULL DEFAULT 1,
+	locked_until			timestamptz,
+	created_at				timestamptz	NOT NULL DEFAULT pg_catalog.statement_timestamp(),
+	updated_at				timestamptz	NOT NULL DEFAULT pg_catalog.statement_timestamp(),
+	completed_at			timestamptz,
+	expires_at				timestamptz	NOT NULL,
+
+	CONSTRAINT stripe_idempotency_keys_pkey
+		PRIMARY KEY (operation_type, operation_id),
+	CONSTRAINT stripe_idempotency_keys_key_key
+		UNIQUE (stripe_idempotency_key)
+);
+
+--
+-- Every rule a row must obey (formats, states and how they fit together),
+-- in one function of the whole row for the table's one CHECK constraint;
+-- src/row_rules.c lists the rules. The executor rebuilds each CHECK
+-- expression from its stored text for every INSERT and UPDATE statement:
+-- a call over one whole-row Var is the least there is to rebuild, far
+-- less than the ten expressions of 1.0. EXECUTE stays granted to PUBLIC:
+-- the executor checks it for whoever writes a row.
+--
+CREATE FUNCTION stripe_idem_row_is_valid(stripe_idempotency_keys)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'stripe_idem_row_is_valid'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+
+COMMENT ON FUNCTION stripe_idem_row_is_valid(stripe_idempotency_keys) IS
+	'The rules of a stripe_idempotency_keys row, for its CHECK constraint (stripe_idem)';
+
+ALTER TABLE stripe_idempotency_keys
+	ADD CONSTRAINT stripe_idempotency_keys_rules
+		CHECK (@extschema@.stripe_idem_row_is_valid(stripe_idempotency_keys));
+
+CREATE INDEX stripe_idempotency_keys_expires_at_idx
+	ON stripe_idempotency_keys (expires_at);
+
+COMMENT ON TABLE stripe_idempotency_keys IS
+	'Stripe Idempotency-Keys, leases for in-flight calls and cached results (stripe_idem)';
+
+-- pg_dump keeps the rows: they are application data, not extension setup.
+SELECT pg_catalog.pg_extension_config_dump('stripe_idempotency_keys', '');
+
+-- Access is granted by the administrator, never to everybody: the functions
+-- below are SECURITY INVOKER and act with the caller's table privileges.
+REVOKE ALL ON TABLE stripe_idempotency_keys FROM PUBLIC;
+
+--
+-- The API. Not STRICT: a NULL where a value is required raises SQLSTATE
+-- 22004 naming the argument, instead of silently returning NULL.
+--
+CREATE FUNCTION new_stripe_idempotency_key(operation_type text, operation_id text)
+RETURNS text
+AS 'MODULE_PATHNAME', 'new_stripe_idempotency_key'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+
+CREATE FUNCTION begin_stripe_idempotency(
+	operation_type text,
+	operation_id text,
+	request_params jsonb DEFAULT NULL,
+	lease interval DEFAULT NULL,
+	ttl interval DEFAULT NULL)
+RETURNS TABLE (
+	state text,
+	stripe_idempotency_key text,
+	stripe_resource_id text,
+	response jsonb,
+	retry_after interval,
+	attempts integer)
+AS 'MODULE_PATHNAME', 'begin_stripe_idempotency'
+LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1;
+
+CREATE FUNCTION check_stripe_idempotency(operation_type text, operation_id text)
+RETURNS TABLE (
+	found boolean,
+	status text,
+	stripe_idempotency_key text,
+	stripe_resource_id text,
+	response jsonb,
+	created_at timestamptz,
+	expires_at timestamptz)
+AS 'MODULE_PATHNAME', 'check_stripe_idempotency'
+LANGUAGE C STABLE PARALLEL SAFE ROWS 1;
+
+CREATE FUNCTION record_stripe_idempotency(
+	operation_type text,
+	operation_id text,
+	stripe_idempotency_key text,
+	stripe_resource_id text,
+	response jsonb DEFAULT NULL,
+	ttl interval DEFAULT NULL)
+RETURNS TABLE (
+	recorded boolean,
+	stripe_resource_id text,
+	response jsonb)
+AS 'MODULE_PATHNAME', 'record_stripe_idempotency'
+LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1;
+
+-- attempt, when given, is the attempts value begin returned with "acquired":
+-- it fences off a caller whose lease already ran out and was taken over
+-- (same key, higher attempts), so a late release cannot drop the new
+-- holder's lease.
+CREATE FUNCTION release_stripe_idempotency(
+	operation_type text,
+	operation_id text,
+	stripe_idempotency_key text,
+	attempt integer DEFAULT NULL)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'release_stripe_idempotency'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+CREATE FUNCTION cleanup_expired_idempotency_keys(batch_size integer DEFAULT 10000)
+RETURNS bigint
+AS 'MODULE_PATHNAME', 'cleanup_expired_idempotency_keys'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+--
+-- Cumulative counters, kept in shared memory (needs shared_preload_libraries).
+--
+CREATE FUNCTION stripe_idem_stats(
+	OUT acquired bigint,
+	OUT completed_replays bigint,
+	OUT in_progress_conflicts bigint,
+	OUT mismatches bigint,
+	OUT records bigint,
+	OUT releases bigint,
+	OUT rows_swept bigint,
+	OUT stats_reset timestamptz)
+RETURNS record
+AS 'MODULE_PATHNAME', 'stripe_idem_stats'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+
+CREATE VIEW stripe_idem_stats AS SELECT * FROM stripe_idem_stats();
+
+CREATE FUNCTION stripe_idem_stats_reset()
+RETURNS void
+AS 'MODULE_PATHNAME', 'stripe_idem_stats_reset'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+-- Monitoring roles may read the counters (as with stripe_idem_sweeper);
+-- resetting them stays with superusers.
+REVOKE ALL ON FUNCTION stripe_idem_stats() FROM PUBLIC;
+REVOKE ALL ON FUNCTION stripe_idem_stats_reset() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION stripe_idem_stats() TO pg_monitor;
+GRANT SELECT ON stripe_idem_stats TO pg_monitor;
+
+--
+-- The background sweeper (needs shared_preload_libraries): one row per
+-- database in stripe_idem.databases, and a way to start a pass now.
+--
+CREATE FUNCTION stripe_idem_sweeper(
+	OUT database name,
+	OUT last_started timestamptz,
+	OUT last_finished timestamptz,
+	OUT last_rows_deleted bigint,
+	OUT total_rows_deleted bigint,
+	OUT passes bigint,
+	OUT last_error text,
+	OUT next_pass_at timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'stripe_idem_sweeper'
+LANGUAGE C VOLATILE PARALLEL SAFE ROWS 4;
+
+CREATE VIEW stripe_idem_sweeper AS SELECT * FROM stripe_idem_sweeper();
+
+-- Who may read it: monitoring roles, not everybody. The view reports on
+-- every swept database of the cluster, not only the one it is read in, and
+-- last_error repeats server errors about the keys table; that is the same
+-- audience as other sessions' activity in pg_stat_activity, so pg_monitor.
+-- A function called through a view is checked against the caller, so the
+-- function needs the grant as well as the view.
+REVOKE ALL ON FUNCTION stripe_idem_sweeper() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION stripe_idem_sweeper() TO pg_monitor;
+GRANT SELECT ON stripe_idem_sweeper TO pg_monitor;
+
+-- Starts a pass at once (also while sweep_interval is 0). An operator's
+-- action: superusers, and whoever they grant it to.
+CREATE FUNCTION stripe_idem_wake_sweeper()
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'stripe_idem_wake_sweeper'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+REVOKE EXECUTE ON FUNCTION stripe_idem_wake_sweeper() FROM PUBLIC;
+
+-- The same with hurry: the pass it starts skips the pauses between batches
+-- (stripe_idem.sweep_batch_delay), and so does a pass already running.
+-- A second function, not a default argument, so that grants made on the
+-- one above are kept by ALTER EXTENSION UPDATE.
+CREATE FUNCTION stripe_idem_wake_sweeper(hurry boolean)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'stripe_idem_wake_sweeper_1_1'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+
+REVOKE EXECUTE ON FUNCTION stripe_idem_wake_sweeper(boolean) FROM PUBLIC;
+
+--
+-- Citus (docs/CITUS.md). Run once on the coordinator of a Citus cluster:
+-- distributes the table by operation_id and sends every begin, check,
+-- record and release call to the node holding that operation's shard.
+-- PL/pgSQL so that Citus is reached by name only, when it is installed:
+-- nothing here needs Citus on a server without it.
+--
+-- What it changes first, because Citus cannot keep them:
+--   - the global UNIQUE (stripe_idempotency_key) becomes
+--     UNIQUE (operation_id, stripe_idempotency_key): Citus allows no unique
+--     index without the distribution column. record still refuses a key
+--     another operation owns (23505), looking it up in every shard, but two
+--     concurrent calls recording one client-chosen key for two operations
+--     in different shards can both succeed;
+--   - the CHECK constraint names its columns instead of the whole row:
+--     Citus cannot rename a whole-row reference when it creates a shard.
+-- Neither can be undone (see docs/CITUS.md), nor can the distribution.
+--
+CREATE FUNCTION stripe_idem_distribute(shard_count integer DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $distribute$
+DECLARE
+	tbl constant text := '@extschema@.stripe_idempotency_keys';
+	fn text;
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension
+				   WHERE extname OPERATOR(pg_catalog.=) 'citus') THEN
+		RAISE EXCEPTION 'extension "citus" is not installed in this database'
+			USING ERRCODE = '55000',
+				  HINT = 'stripe_idem_distribute() is for a Citus cluster: run CREATE EXTENSION citus on every node first.';
+	END IF;
+	IF shard_count IS NOT NULL AND (shard_count < 1 OR shard_count > 64000) THEN
+		RAISE EXCEPTION 'shard_count must be between 1 and 64000'
+			USING ERRCODE = '22023',
+				  DETAIL = pg_catalog.format('shard_count was %s.', shard_count);
+	END IF;
+	IF NOT pg_catalog.citus_is_coordinator() THEN
+		RAISE EXCEPTION 'stripe_idem_distribute() must run on the Citus coordinator'
+			USING ERRCODE = '55000',
+				  HINT = 'Connect to the coordinator and call it there, once.';
+	END IF;
+	IF EXISTS (SELECT FROM pg_catalog.pg_dist_partition
+			   WHERE logicalrelid OPERATOR(pg_catalog.=) tbl::pg_catalog.regclass) THEN
+		RAISE EXCEPTION 'table "%" is already distributed', tbl
+			USING ERRCODE = '42710',
+				  HINT = 'stripe_idem_distribute() runs once; the distribution cannot be changed or undone.';
+	END IF;
+
+	EXECUTE pg_catalog.format($$ALTER TABLE %s
+		DROP CONSTRAINT stripe_idempotency_keys_key_key,
+		ADD CONSTRAINT stripe_idempotency_keys_id_key_key
+			UNIQUE (operation_id, stripe_idempotency_key),
+		DROP CONSTRAINT stripe_idempotency_keys_rules,
+		ADD CONSTRAINT stripe_idempotency_keys_rules
+			CHECK (@extschema@.stripe_idem_row_is_valid(ROW(operation_type,
+				operation_id, stripe_idempotency_key, request_fingerprint,
+				status, stripe_resource_id, response, attempts, locked_until,
+				created_at, updated_at, completed_at,
+				expires_at)::@extschema@.stripe_idempotency_keys))$$, tbl);
+
+	IF shard_count IS NULL THEN
+		PERFORM pg_catalog.create_distributed_table(tbl, 'operation_id');
+	ELSE
+		PERFORM pg_catalog.create_distributed_table(tbl, 'operation_id',
+													shard_count => shard_count);
+	END IF;
+
+	FOREACH fn IN ARRAY ARRAY[
+		'@extschema@.begin_stripe_idempotency(text, text, jsonb, interval, interval)',
+		'@extschema@.check_stripe_idempotency(text, text)',
+		'@extschema@.record_stripe_idempotency(text, text, text, text, jsonb, interval)',
+		'@extschema@.release_stripe_idempotency(text, text, text, integer)']
+	LOOP
+		PERFORM pg_catalog.create_distributed_function(fn::pg_catalog.regprocedure,
+													   'operation_id',
+													   colocate_with => tbl);
+	END LOOP;
+END
+$distribute$;
+
+COMMENT ON FUNCTION stripe_idem_distribute(integer) IS
+	'Distribute the keys on a Citus cluster by operation_id, once, on the coordinator (stripe_idem)';
+
+REVOKE EXECUTE ON FUNCTION stripe_idem_distribute(integer) FROM PUBLIC;
