@@ -2,3 +2,212 @@
 
 -- complain if script is sourced in psql, rather than via CREATE EXTENSION
 \echo Use "ALTER EXTENSION stripe_idem UPDATE TO '1.2'" to load this file. \quit
+
+--
+-- 1.2 never hands out a key Stripe may have forgotten, and an application
+-- role needs nothing but EXECUTE.
+--
+-- begin_stripe_idempotency gains key_window (how long after the key was
+-- made it may still be sent to Stripe; stripe_idem.key_window when NULL)
+-- and a new C symbol. A second overload with one more defaulted argument
+-- would make every call with five arguments ambiguous, so the 1.1 function
+-- is replaced; its C symbol stays in the library for databases still at
+-- 1.0 or 1.1.
+--
+DROP FUNCTION begin_stripe_idempotency(text, text, jsonb, interval, interval);
+
+CREATE FUNCTION begin_stripe_idempotency(
+	operation_type text,
+	operation_id text,
+	request_params jsonb DEFAULT NULL,
+	lease interval DEFAULT NULL,
+	ttl interval DEFAULT NULL,
+	key_window interval DEFAULT NULL)
+RETURNS TABLE (
+	state text,
+	stripe_idempotency_key text,
+	stripe_resource_id text,
+	response jsonb,
+	retry_after interval,
+	attempts integer)
+AS 'MODULE_PATHNAME', 'begin_stripe_idempotency_1_2'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER ROWS 1;
+
+--
+-- The reconcile path for "unresolved": the application asked Stripe and
+-- found no object made with the stored key, so the operation starts over
+-- under a fresh key (acquired, attempts 1). Anything but an unresolved row
+-- under that key is refused (55000): there the old key may still be in use.
+--
+CREATE FUNCTION restart_stripe_idempotency(
+	operation_type text,
+	operation_id text,
+	stripe_idempotency_key text,
+	lease interval DEFAULT NULL,
+	ttl interval DEFAULT NULL,
+	key_window interval DEFAULT NULL)
+RETURNS TABLE (
+	state text,
+	stripe_idempotency_key text,
+	stripe_resource_id text,
+	response jsonb,
+	retry_after interval,
+	attempts integer)
+AS 'MODULE_PATHNAME', 'restart_stripe_idempotency'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER ROWS 1;
+
+--
+-- Least privilege. The functions run with the rights of the extension's
+-- owner (SECURITY DEFINER), so a role needs EXECUTE on them and no
+-- privilege on the table: it cannot write a row by hand, and so cannot
+-- forge a completed answer that every retry would replay. They need no
+-- "SET search_path": every statement they run names the table with the
+-- extension's schema and every operator and function with pg_catalog
+-- (src/plans.c), and a per-call SET would cost a GUC save and restore on
+-- every call.
+--
+ALTER FUNCTION check_stripe_idempotency(text, text) SECURITY DEFINER;
+ALTER FUNCTION record_stripe_idempotency(text, text, text, text, jsonb, interval) SECURITY DEFINER;
+ALTER FUNCTION release_stripe_idempotency(text, text, text, integer) SECURITY DEFINER;
+ALTER FUNCTION cleanup_expired_idempotency_keys(integer) SECURITY DEFINER;
+
+-- Nothing is executable by PUBLIC: EXECUTE is granted role by role.
+REVOKE ALL ON FUNCTION new_stripe_idempotency_key(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION begin_stripe_idempotency(text, text, jsonb, interval, interval, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION restart_stripe_idempotency(text, text, text, interval, interval, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION check_stripe_idempotency(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION record_stripe_idempotency(text, text, text, text, jsonb, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION release_stripe_idempotency(text, text, text, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cleanup_expired_idempotency_keys(integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION stripe_idem_row_is_valid(stripe_idempotency_keys) FROM PUBLIC;
+
+--
+-- Applications that work today keep working: every role that could write
+-- the table under 1.1 (INSERT and UPDATE on it) is granted EXECUTE on the
+-- calls it made, begin, check, record and release (new_stripe_idempotency_key
+-- too: it was PUBLIC's). Their table privileges are left alone, since
+-- revoking them could break something else they do; a NOTICE names each
+-- role whose table privileges are no longer needed.
+--
+DO $grants$
+DECLARE
+	tbl constant pg_catalog.regclass := '@extschema@.stripe_idempotency_keys'::pg_catalog.regclass;
+	r record;
+BEGIN
+	FOR r IN
+		SELECT a.rolname
+		  FROM pg_catalog.pg_roles a
+		 WHERE NOT a.rolsuper
+		   AND a.rolname OPERATOR(pg_catalog.!~) '^pg_'
+		   AND pg_catalog.has_table_privilege(a.oid, tbl, 'INSERT')
+		   AND pg_catalog.has_table_privilege(a.oid, tbl, 'UPDATE')
+		 ORDER BY a.rolname
+	LOOP
+		EXECUTE pg_catalog.format('GRANT EXECUTE ON FUNCTION'
+			' @extschema@.new_stripe_idempotency_key(text, text),'
+			' @extschema@.begin_stripe_idempotency(text, text, jsonb, interval, interval, interval),'
+			' @extschema@.restart_stripe_idempotency(text, text, text, interval, interval, interval),'
+			' @extschema@.check_stripe_idempotency(text, text),'
+			' @extschema@.record_stripe_idempotency(text, text, text, text, jsonb, interval),'
+			' @extschema@.release_stripe_idempotency(text, text, text, integer)'
+			' TO %I', r.rolname);
+		RAISE NOTICE 'role "%" was granted EXECUTE on the stripe_idem API', r.rolname
+			USING DETAIL = 'It could write stripe_idempotency_keys directly; since 1.2 the functions run with the owner''s rights.',
+				  HINT = pg_catalog.format('Once it calls only the functions: REVOKE ALL ON %s FROM %I;', tbl, r.rolname);
+	END LOOP;
+END
+$grants$;
+
+-- stripe_idem_distribute() sends the new begin and restart to the shard's
+-- node too (a table distributed under 1.1 keeps the old registration for
+-- the dropped begin: docs/CITUS.md says how to register the new one).
+CREATE OR REPLACE FUNCTION stripe_idem_distribute(shard_count integer DEFAULT NULL)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $distribute$
+DECLARE
+	tbl constant text := '@extschema@.stripe_idempotency_keys';
+	fn text;
+BEGIN
+	IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension
+				   WHERE extname OPERATOR(pg_catalog.=) 'citus') THEN
+		RAISE EXCEPTION 'extension "citus" is not installed in this database'
+			USING ERRCODE = '55000',
+				  HINT = 'stripe_idem_distribute() is for a Citus cluster: run CREATE EXTENSION citus on every node first.';
+	END IF;
+	IF shard_count IS NOT NULL AND (shard_count < 1 OR shard_count > 64000) THEN
+		RAISE EXCEPTION 'shard_count must be between 1 and 64000'
+			USING ERRCODE = '22023',
+				  DETAIL = pg_catalog.format('shard_count was %s.', shard_count);
+	END IF;
+	IF NOT pg_catalog.citus_is_coordinator() THEN
+		RAISE EXCEPTION 'stripe_idem_distribute() must run on the Citus coordinator'
+			USING ERRCODE = '55000',
+				  HINT = 'Connect to the coordinator and call it there, once.';
+	END IF;
+	IF EXISTS (SELECT FROM pg_catalog.pg_dist_partition
+			   WHERE logicalrelid OPERATOR(pg_catalog.=) tbl::pg_catalog.regclass) THEN
+		RAISE EXCEPTION 'table "%" is already distributed', tbl
+			USING ERRCODE = '42710',
+				  HINT = 'stripe_idem_distribute() runs once; the distribution cannot be changed or undone.';
+	END IF;
+
+	EXECUTE pg_catalog.format($$ALTER TABLE %s
+		DROP CONSTRAINT stripe_idempotency_keys_key_key,
+		ADD CONSTRAINT stripe_idempotency_keys_id_key_key
+			UNIQUE (operation_id, stripe_idempotency_key),
+		DROP CONSTRAINT stripe_idempotency_keys_rules,
+		ADD CONSTRAINT stripe_idempotency_keys_rules
+			CHECK (@extschema@.stripe_idem_row_is_valid(ROW(operation_type,
+				operation_id, stripe_idempotency_key, request_fingerprint,
+				status, stripe_resource_id, response, attempts, locked_until,
+				created_at, updated_at, completed_at,
+				expires_at)::@extschema@.stripe_idempotency_keys))$$, tbl);
+
+	IF shard_count IS NULL THEN
+		PERFORM pg_catalog.create_distributed_table(tbl, 'operation_id');
+	ELSE
+		PERFORM pg_catalog.create_distributed_table(tbl, 'operation_id',
+													shard_count => shard_count);
+	END IF;
+
+	FOREACH fn IN ARRAY ARRAY[
+		'@extschema@.begin_stripe_idempotency(text, text, jsonb, interval, interval, interval)',
+		'@extschema@.restart_stripe_idempotency(text, text, text, interval, interval, interval)',
+		'@extschema@.check_stripe_idempotency(text, text)',
+		'@extschema@.record_stripe_idempotency(text, text, text, text, jsonb, interval)',
+		'@extschema@.release_stripe_idempotency(text, text, text, integer)']
+	LOOP
+		PERFORM pg_catalog.create_distributed_function(fn::pg_catalog.regprocedure,
+													   'operation_id',
+													   colocate_with => tbl);
+	END LOOP;
+END
+$distribute$;
+
+-- The counters gain "unresolved" (how often begin answered it). The OUT
+-- columns change, so the function and its view are made again, with the
+-- same grants.
+DROP VIEW stripe_idem_stats;
+DROP FUNCTION stripe_idem_stats();
+
+CREATE FUNCTION stripe_idem_stats(
+	OUT acquired bigint,
+	OUT completed_replays bigint,
+	OUT in_progress_conflicts bigint,
+	OUT mismatches bigint,
+	OUT records bigint,
+	OUT releases bigint,
+	OUT rows_swept bigint,
+	OUT unresolved bigint,
+	OUT stats_reset timestamptz)
+RETURNS record
+AS 'MODULE_PATHNAME', 'stripe_idem_stats'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+
+CREATE VIEW stripe_idem_stats AS SELECT * FROM stripe_idem_stats();
+
+REVOKE ALL ON FUNCTION stripe_idem_stats() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION stripe_idem_stats() TO pg_monitor;
+GRANT SELECT ON stripe_idem_stats TO pg_monitor;

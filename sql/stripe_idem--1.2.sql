@@ -40,8 +40,8 @@ CREATE TABLE stripe_idempotency_keys (
 -- src/row_rules.c lists the rules. The executor rebuilds each CHECK
 -- expression from its stored text for every INSERT and UPDATE statement:
 -- a call over one whole-row Var is the least there is to rebuild, far
--- less than the ten expressions of 1.0. EXECUTE stays granted to PUBLIC:
--- the executor checks it for whoever writes a row.
+-- less than the ten expressions of 1.0. Not executable by PUBLIC: rows
+-- are written by the functions below, with the owner's rights.
 --
 CREATE FUNCTION stripe_idem_row_is_valid(stripe_idempotency_keys)
 RETURNS boolean
@@ -50,6 +50,8 @@ LANGUAGE C IMMUTABLE PARALLEL SAFE;
 
 COMMENT ON FUNCTION stripe_idem_row_is_valid(stripe_idempotency_keys) IS
 	'The rules of a stripe_idempotency_keys row, for its CHECK constraint (stripe_idem)';
+
+REVOKE ALL ON FUNCTION stripe_idem_row_is_valid(stripe_idempotency_keys) FROM PUBLIC;
 
 ALTER TABLE stripe_idempotency_keys
 	ADD CONSTRAINT stripe_idempotency_keys_rules
@@ -64,8 +66,8 @@ COMMENT ON TABLE stripe_idempotency_keys IS
 -- pg_dump keeps the rows: they are application data, not extension setup.
 SELECT pg_catalog.pg_extension_config_dump('stripe_idempotency_keys', '');
 
--- Access is granted by the administrator, never to everybody: the functions
--- below are SECURITY INVOKER and act with the caller's table privileges.
+-- Nobody but the owner touches the table: applications call the functions
+-- below, which run with the owner's rights.
 REVOKE ALL ON TABLE stripe_idempotency_keys FROM PUBLIC;
 
 --
@@ -77,12 +79,17 @@ RETURNS text
 AS 'MODULE_PATHNAME', 'new_stripe_idempotency_key'
 LANGUAGE C VOLATILE PARALLEL SAFE;
 
+-- key_window: how long after the key was made it may still be sent to
+-- Stripe (stripe_idem.key_window when NULL). Past it, or past the ttl, an
+-- operation whose outcome is unknown is answered "unresolved", never
+-- "acquired" under a new key.
 CREATE FUNCTION begin_stripe_idempotency(
 	operation_type text,
 	operation_id text,
 	request_params jsonb DEFAULT NULL,
 	lease interval DEFAULT NULL,
-	ttl interval DEFAULT NULL)
+	ttl interval DEFAULT NULL,
+	key_window interval DEFAULT NULL)
 RETURNS TABLE (
 	state text,
 	stripe_idempotency_key text,
@@ -90,8 +97,31 @@ RETURNS TABLE (
 	response jsonb,
 	retry_after interval,
 	attempts integer)
-AS 'MODULE_PATHNAME', 'begin_stripe_idempotency'
-LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1;
+AS 'MODULE_PATHNAME', 'begin_stripe_idempotency_1_2'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER ROWS 1;
+
+--
+-- The reconcile path for "unresolved": the application asked Stripe and
+-- found no object made with the stored key, so the operation starts over
+-- under a fresh key (acquired, attempts 1). Anything but an unresolved row
+-- under that key is refused (55000): there the old key may still be in use.
+--
+CREATE FUNCTION restart_stripe_idempotency(
+	operation_type text,
+	operation_id text,
+	stripe_idempotency_key text,
+	lease interval DEFAULT NULL,
+	ttl interval DEFAULT NULL,
+	key_window interval DEFAULT NULL)
+RETURNS TABLE (
+	state text,
+	stripe_idempotency_key text,
+	stripe_resource_id text,
+	response jsonb,
+	retry_after interval,
+	attempts integer)
+AS 'MODULE_PATHNAME', 'restart_stripe_idempotency'
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER ROWS 1;
 
 CREATE FUNCTION check_stripe_idempotency(operation_type text, operation_id text)
 RETURNS TABLE (
@@ -103,7 +133,7 @@ RETURNS TABLE (
 	created_at timestamptz,
 	expires_at timestamptz)
 AS 'MODULE_PATHNAME', 'check_stripe_idempotency'
-LANGUAGE C STABLE PARALLEL SAFE ROWS 1;
+LANGUAGE C STABLE PARALLEL SAFE SECURITY DEFINER ROWS 1;
 
 CREATE FUNCTION record_stripe_idempotency(
 	operation_type text,
@@ -117,7 +147,7 @@ RETURNS TABLE (
 	stripe_resource_id text,
 	response jsonb)
 AS 'MODULE_PATHNAME', 'record_stripe_idempotency'
-LANGUAGE C VOLATILE PARALLEL UNSAFE ROWS 1;
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER ROWS 1;
 
 -- attempt, when given, is the attempts value begin returned with "acquired":
 -- it fences off a caller whose lease already ran out and was taken over
@@ -130,12 +160,31 @@ CREATE FUNCTION release_stripe_idempotency(
 	attempt integer DEFAULT NULL)
 RETURNS boolean
 AS 'MODULE_PATHNAME', 'release_stripe_idempotency'
-LANGUAGE C VOLATILE PARALLEL UNSAFE;
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER;
 
 CREATE FUNCTION cleanup_expired_idempotency_keys(batch_size integer DEFAULT 10000)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'cleanup_expired_idempotency_keys'
-LANGUAGE C VOLATILE PARALLEL UNSAFE;
+LANGUAGE C VOLATILE PARALLEL UNSAFE SECURITY DEFINER;
+
+--
+-- Least privilege. The functions above run with the rights of the
+-- extension's owner (SECURITY DEFINER), so a role needs EXECUTE on them and
+-- no privilege on the table: it cannot write a row by hand, and so cannot
+-- forge a completed answer that every retry would replay. They need no
+-- "SET search_path": every statement they run names the table with the
+-- extension's schema and every operator and function with pg_catalog
+-- (src/plans.c), and a per-call SET would cost a GUC save and restore on
+-- every call. Nothing is executable by PUBLIC: EXECUTE is granted role by
+-- role (README, "Privileges"); cleanup is an operator's call.
+--
+REVOKE ALL ON FUNCTION new_stripe_idempotency_key(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION begin_stripe_idempotency(text, text, jsonb, interval, interval, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION restart_stripe_idempotency(text, text, text, interval, interval, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION check_stripe_idempotency(text, text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION record_stripe_idempotency(text, text, text, text, jsonb, interval) FROM PUBLIC;
+REVOKE ALL ON FUNCTION release_stripe_idempotency(text, text, text, integer) FROM PUBLIC;
+REVOKE ALL ON FUNCTION cleanup_expired_idempotency_keys(integer) FROM PUBLIC;
 
 --
 -- Cumulative counters, kept in shared memory (needs shared_preload_libraries).
@@ -148,6 +197,7 @@ CREATE FUNCTION stripe_idem_stats(
 	OUT records bigint,
 	OUT releases bigint,
 	OUT rows_swept bigint,
+	OUT unresolved bigint,
 	OUT stats_reset timestamptz)
 RETURNS record
 AS 'MODULE_PATHNAME', 'stripe_idem_stats'
@@ -218,8 +268,8 @@ REVOKE EXECUTE ON FUNCTION stripe_idem_wake_sweeper(boolean) FROM PUBLIC;
 
 --
 -- Citus (docs/CITUS.md). Run once on the coordinator of a Citus cluster:
--- distributes the table by operation_id and sends every begin, check,
--- record and release call to the node holding that operation's shard.
+-- distributes the table by operation_id and sends every begin, restart,
+-- check, record and release call to the node holding that operation's shard.
 -- PL/pgSQL so that Citus is reached by name only, when it is installed:
 -- nothing here needs Citus on a server without it.
 --
@@ -286,7 +336,8 @@ BEGIN
 	END IF;
 
 	FOREACH fn IN ARRAY ARRAY[
-		'@extschema@.begin_stripe_idempotency(text, text, jsonb, interval, interval)',
+		'@extschema@.begin_stripe_idempotency(text, text, jsonb, interval, interval, interval)',
+		'@extschema@.restart_stripe_idempotency(text, text, text, interval, interval, interval)',
 		'@extschema@.check_stripe_idempotency(text, text)',
 		'@extschema@.record_stripe_idempotency(text, text, text, text, jsonb, interval)',
 		'@extschema@.release_stripe_idempotency(text, text, text, integer)']

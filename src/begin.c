@@ -10,22 +10,30 @@
  *	  takeovers;
  *	- a caller that dies after Stripe answered leaves its key behind, and
  *	  the next caller, once the lease has run out, gets the SAME key, so
- *	  Stripe replays the first call instead of creating a second object.
+ *	  Stripe replays the first call instead of creating a second object;
+ *	- but only while Stripe surely remembers the key: a takeover whose
+ *	  lease would end after created_at + key window, or an operation whose
+ *	  ttl ran out before anybody recorded it, is answered "unresolved" with
+ *	  the stored key and no lease. Whether Stripe acted on that key is
+ *	  unknown, and a new key could create a second object, so nobody gets
+ *	  one until the application has asked Stripe (restart.c, record.c).
  *
- * An existing operation is the common case for retries, replays and
- * contention, so begin reads the row first and answers from that one read
- * (completed, in_progress, mismatch), writing only to take over a lapsed
- * lease or replace an expired row; only when there is no row does it try
- * the INSERT. Two callers that both find no row still meet at the primary
- * key: the INSERT is ON CONFLICT DO NOTHING, so the second waits for the
- * first to commit, inserts nothing, and reads the row again. Under
- * REPEATABLE READ and SERIALIZABLE the INSERT comes first, as the read
- * would answer from the transaction's snapshot: meeting a row committed
- * after it must fail with 40001 instead (test/t/208_snapshot_isolation.pl).
+ * One statement inserts the new operation or returns the existing row
+ * (plans.c, SI_PLAN_BEGIN): a first attempt pays for no read and a replay
+ * for no write. The answer is taken from that row (completed, in_progress,
+ * mismatch, unresolved); writing again only to take over a lapsed lease or
+ * replace an absent row. Two callers that both insert meet at the primary
+ * key: ON CONFLICT DO NOTHING makes the second wait for the first to commit
+ * and insert nothing; when that row was committed after the statement's
+ * snapshot, the statement returns nothing and the row is read again with a
+ * new snapshot. Under REPEATABLE READ and SERIALIZABLE that conflict fails
+ * with 40001 instead (test/t/208_snapshot_isolation.pl).
  *
  * Callers must commit (run it as its own statement in autocommit) before
  * talking to Stripe; an uncommitted row is invisible to everybody else and
- * makes them wait on the primary key instead of seeing "in_progress".
+ * makes them wait on the primary key instead of seeing "in_progress", and
+ * a rollback would lose the key. From 1.2 begin refuses to run where its
+ * lease could still be rolled back (validate.c).
  *
  * Copyright (c) 2026, The stripe_idem developers
  * Licensed under the PostgreSQL License; see LICENSE.
@@ -38,17 +46,19 @@
 #include "miscadmin.h"
 #include "utils/builtins.h"
 
+/* 1.0 and 1.1: no key_window argument, no refusal in a transaction block */
 PG_FUNCTION_INFO_V1(begin_stripe_idempotency);
+PG_FUNCTION_INFO_V1(begin_stripe_idempotency_1_2);
 
 /*
- * How many times to go round insert / read / conditional update when other
- * callers keep changing the row underneath. Each round ends as soon as the
- * row is seen in a stable state, so more than two means heavy churn on one
- * operation (say, a sweep deleting it between our statements).
+ * How many times to go round insert-or-read / conditional update when
+ * other callers keep changing the row underneath. Each round ends as soon
+ * as the row is seen in a stable state, so more than two means heavy churn
+ * on one operation (say, a sweep deleting it between our statements).
  */
 #define SI_BEGIN_ROUNDS 5
 
-/* Result columns. */
+/* Result columns, shared with restart.c. */
 enum
 {
 	BEGIN_STATE,
@@ -60,16 +70,34 @@ enum
 	BEGIN_NCOLS
 };
 
+typedef enum BeginState
+{
+	BEGIN_ACQUIRED,
+	BEGIN_COMPLETED,
+	BEGIN_IN_PROGRESS,
+	BEGIN_MISMATCH,
+	BEGIN_UNRESOLVED
+} BeginState;
+
+static const char *const state_names[] = {
+	[BEGIN_ACQUIRED] = "acquired",
+	[BEGIN_COMPLETED] = "completed",
+	[BEGIN_IN_PROGRESS] = "in_progress",
+	[BEGIN_MISMATCH] = "mismatch",
+	[BEGIN_UNRESOLVED] = "unresolved",
+};
+
 /*
- * The request's fingerprint and a fresh key, made only on the paths that
- * need them: a replay or a conflict needs neither (unless the stored row
- * has a fingerprint to compare with).
+ * The request's fingerprint and a fresh key. The fingerprint is made only
+ * when it is stored or compared; the key whenever the insert-or-read
+ * statement runs, as it is one of the row's values.
  */
 typedef struct BeginArgs
 {
 	Jsonb	   *params;
-	Datum		args[6];		/* type, id, key, fingerprint, lease, ttl */
-	char		nulls[7];		/* for these, and for the INSERT's seven */
+	Datum		args[7];		/* type, id, key, fingerprint, lease, ttl,
+								 * retention cutoff */
+	char		nulls[7];		/* for these, and for the insert's seven */
 	bool		have_fingerprint;
 	bool		have_key;
 } BeginArgs;
@@ -97,28 +125,87 @@ need_new_key(BeginArgs *b)
 	b->have_key = true;
 }
 
-Datum
-begin_stripe_idempotency(PG_FUNCTION_ARGS)
+/*
+ * Insert the operation or read its row, in one statement. Returns true
+ * with *inserted when the insert went in; true with the row in *row when
+ * there is one; false when there is none after all (deleted since the
+ * insert met it).
+ */
+static bool
+insert_or_read(BeginArgs *b, SiRow *row, bool *inserted)
 {
-	text	   *operation_type = si_required_text(fcinfo, 0, "operation_type");
-	text	   *operation_id = si_required_text(fcinfo, 1, "operation_id");
+	TimestampTz stmt_now = GetCurrentStatementStartTimestamp();
+	Datum		iargs[7];
+	Datum		existing;
+	bool		isnull;
+	int			rc;
+
+	need_new_key(b);
+	iargs[0] = b->args[0];
+	iargs[1] = b->args[1];
+	iargs[2] = b->args[2];
+	iargs[3] = b->args[3];
+	iargs[4] = TimestampTzGetDatum(stmt_now);
+	iargs[5] = DirectFunctionCall2(timestamptz_pl_interval, iargs[4], b->args[4]);
+	iargs[6] = DirectFunctionCall2(timestamptz_pl_interval, iargs[4], b->args[5]);
+	rc = SPI_execute_plan(si_plan(SI_PLAN_BEGIN), iargs, b->nulls, false, 0);
+	si_spi_check(rc, SPI_OK_SELECT, "inserting or reading the operation");
+
+	*inserted = false;
+	if (SPI_processed == 0)
+		/* somebody else's row, committed after our snapshot was taken */
+		return si_fetch_row(b->args[0], b->args[1], row);
+
+	existing = si_spi_value(0, 1, &isnull);
+	if (isnull)
+	{
+		*inserted = true;
+		return true;
+	}
+	si_read_row(existing, row);
+	return true;
+}
+
+static Datum
+begin_operation(FunctionCallInfo fcinfo, bool api_1_2)
+{
+	text	   *operation_type;
+	text	   *operation_id;
 	Interval   *ttl;
 	Interval   *lease;
+	int64		window_usecs;
+	int64		lease_usecs;
 	BeginArgs	b;
 	Datum		values[BEGIN_NCOLS];
 	bool		isnull[BEGIN_NCOLS];
-	SiStat		outcome = SI_STAT_ACQUIRED;
-	bool		insert_first = IsolationUsesXactSnapshot();
+	BeginState	state = BEGIN_ACQUIRED;
 	int			round;
 	int			rc;
 
 	/* Everything is checked before anything is read or written. */
+	if (api_1_2)
+		si_refuse_in_transaction_block("begin_stripe_idempotency");
+	operation_type = si_required_text(fcinfo, 0, "operation_type");
+	operation_id = si_required_text(fcinfo, 1, "operation_id");
 	si_check_operation_type(operation_type);
 	si_check_operation_id(operation_id);
+	si_check_size(fcinfo, 2, "request_params", si_max_request_params_bytes,
+				  "stripe_idem.max_request_params_size");
 	ttl = si_optional_interval(fcinfo, 4, "ttl", si_default_ttl_secs,
 							   (int64) SI_MAX_SECONDS * USECS_PER_SEC, "365 days");
-	lease = si_optional_interval(fcinfo, 3, "lease", si_default_lease_secs,
-								 ttl->time, "the ttl");
+	if (api_1_2)
+		window_usecs = si_optional_interval(fcinfo, 5, "key_window", si_key_window_secs,
+											(int64) SI_MAX_SECONDS * USECS_PER_SEC,
+											"365 days")->time;
+	else
+		window_usecs = (int64) si_key_window_secs * USECS_PER_SEC;
+	if (window_usecs < ttl->time)
+		lease = si_optional_interval(fcinfo, 3, "lease", si_default_lease_secs,
+									 window_usecs, "the key_window");
+	else
+		lease = si_optional_interval(fcinfo, 3, "lease", si_default_lease_secs,
+									 ttl->time, "the ttl");
+	lease_usecs = lease->time;
 
 	memset(isnull, true, sizeof(isnull));
 	memset(&b, 0, sizeof(b));
@@ -128,13 +215,14 @@ begin_stripe_idempotency(PG_FUNCTION_ARGS)
 	b.args[1] = PointerGetDatum(operation_id);
 	b.args[4] = IntervalPGetDatum(lease);
 	b.args[5] = IntervalPGetDatum(ttl);
+	b.args[6] = TimestampTzGetDatum(si_retention_cutoff());
 
 	SPI_connect();
 
 	for (round = 0;; round++)
 	{
 		SiRow		row;
-		bool		have_row = false;
+		bool		inserted;
 
 		CHECK_FOR_INTERRUPTS();
 		if (round == SI_BEGIN_ROUNDS)
@@ -145,44 +233,19 @@ begin_stripe_idempotency(PG_FUNCTION_ARGS)
 							   SI_BEGIN_ROUNDS),
 					 errhint("Retry the call.")));
 
-		if (!insert_first)
-			have_row = si_fetch_row(b.args[0], b.args[1], &row);
-
-		if (!have_row)
+		if (!insert_or_read(&b, &row, &inserted))
+			continue;			/* deleted since the insert met it */
+		if (inserted)
 		{
-			/*
-			 * A new operation: one INSERT. "now" is statement_timestamp(),
-			 * as in every other statement (plans.c); computed here once.
-			 */
-			TimestampTz stmt_now = GetCurrentStatementStartTimestamp();
-			Datum		iargs[7];
-
-			need_new_key(&b);
-			iargs[0] = b.args[0];
-			iargs[1] = b.args[1];
-			iargs[2] = b.args[2];
-			iargs[3] = b.args[3];
-			iargs[4] = TimestampTzGetDatum(stmt_now);
-			iargs[5] = DirectFunctionCall2(timestamptz_pl_interval, iargs[4], b.args[4]);
-			iargs[6] = DirectFunctionCall2(timestamptz_pl_interval, iargs[4], b.args[5]);
-			rc = SPI_execute_plan(si_plan(SI_PLAN_INSERT_ACQUIRE), iargs, b.nulls, false, 0);
-			si_spi_check(rc, SPI_OK_INSERT, "inserting the operation");
-			if (SPI_processed == 1)
-			{
-				values[BEGIN_KEY] = b.args[2];
-				values[BEGIN_ATTEMPTS] = Int32GetDatum(1);
-				isnull[BEGIN_KEY] = isnull[BEGIN_ATTEMPTS] = false;
-				break;
-			}
-			/* somebody else's row: committed now, or we would still wait */
-			if (!si_fetch_row(b.args[0], b.args[1], &row))
-				continue;		/* deleted since the insert saw it */
+			values[BEGIN_KEY] = b.args[2];
+			values[BEGIN_ATTEMPTS] = Int32GetDatum(1);
+			isnull[BEGIN_KEY] = isnull[BEGIN_ATTEMPTS] = false;
+			break;
 		}
 
-		if (row.expired)
+		if (row.absent)
 		{
-			/* Expired counts as absent: start over under a new key. */
-			need_new_key(&b);
+			/* As good as gone: start over under a new key. */
 			rc = SPI_execute_plan(si_plan(SI_PLAN_REPLACE_EXPIRED), b.args, b.nulls, false, 0);
 			si_spi_check(rc, SPI_OK_UPDATE, "replacing the expired operation");
 			if (SPI_processed == 1)
@@ -206,7 +269,7 @@ begin_stripe_idempotency(PG_FUNCTION_ARGS)
 			need_fingerprint(&b);
 			if (!si_text_equal(b.args[3], row.fingerprint))
 			{
-				outcome = SI_STAT_MISMATCHES;
+				state = BEGIN_MISMATCH;
 				break;
 			}
 		}
@@ -220,7 +283,7 @@ begin_stripe_idempotency(PG_FUNCTION_ARGS)
 			isnull[BEGIN_KEY] = isnull[BEGIN_ATTEMPTS] = false;
 			isnull[BEGIN_RESOURCE_ID] = row.resource_id_null;
 			isnull[BEGIN_RESPONSE] = row.response_null;
-			outcome = SI_STAT_COMPLETED_REPLAYS;
+			state = BEGIN_COMPLETED;
 			break;
 		}
 
@@ -235,13 +298,27 @@ begin_stripe_idempotency(PG_FUNCTION_ARGS)
 			values[BEGIN_ATTEMPTS] = Int32GetDatum(row.attempts);
 			isnull[BEGIN_RETRY_AFTER] = row.lease_left_null;
 			isnull[BEGIN_ATTEMPTS] = false;
-			outcome = SI_STAT_IN_PROGRESS_CONFLICTS;
+			state = BEGIN_IN_PROGRESS;
+			break;
+		}
+
+		if (si_row_unresolved(&row, lease_usecs, window_usecs))
+		{
+			/*
+			 * The key is returned so that the application can ask Stripe
+			 * what became of it; no lease is taken and nothing is written.
+			 */
+			values[BEGIN_KEY] = row.key;
+			values[BEGIN_ATTEMPTS] = Int32GetDatum(row.attempts);
+			isnull[BEGIN_KEY] = isnull[BEGIN_ATTEMPTS] = false;
+			state = BEGIN_UNRESOLVED;
 			break;
 		}
 
 		/* Lease ran out or was released: take over, keeping the key. */
 		{
-			Datum		targs[4] = {b.args[0], b.args[1], row.key, b.args[4]};
+			Datum		targs[5] = {b.args[0], b.args[1], row.key, b.args[4],
+			TimestampTzGetDatum(si_takeover_cutoff(lease_usecs, window_usecs))};
 
 			rc = SPI_execute_plan(si_plan(SI_PLAN_TAKEOVER), targs, NULL, false, 0);
 			si_spi_check(rc, SPI_OK_UPDATE_RETURNING, "taking over the operation");
@@ -257,24 +334,59 @@ begin_stripe_idempotency(PG_FUNCTION_ARGS)
 		}
 	}
 
-	values[BEGIN_STATE] = CStringGetTextDatum(outcome == SI_STAT_ACQUIRED ? "acquired" :
-											  outcome == SI_STAT_COMPLETED_REPLAYS ? "completed" :
-											  outcome == SI_STAT_IN_PROGRESS_CONFLICTS ? "in_progress" :
-											  "mismatch");
+	values[BEGIN_STATE] = CStringGetTextDatum(state_names[state]);
 	isnull[BEGIN_STATE] = false;
 	si_return_row(fcinfo, values, isnull);
 
 	SPI_finish();
-	si_stat_add(outcome, 1);
+	switch (state)
+	{
+		case BEGIN_ACQUIRED:
+			si_stat_add(SI_STAT_ACQUIRED, 1);
 
-	/*
-	 * An acquired key must survive a crash once the caller has seen it: if
-	 * it were lost, the retry would get a new key and Stripe would create a
-	 * second object. So the commit is synchronous even when the session
-	 * runs with synchronous_commit = off (as CREATE DATABASE forces it).
-	 */
-	if (outcome == SI_STAT_ACQUIRED)
-		ForceSyncCommit();
+			/*
+			 * An acquired key must survive a crash once the caller has seen
+			 * it: if it were lost, the retry would get a new key and Stripe
+			 * would create a second object. So the commit is synchronous
+			 * even when the session runs with synchronous_commit = off (as
+			 * CREATE DATABASE forces it).
+			 */
+			ForceSyncCommit();
+			break;
+		case BEGIN_COMPLETED:
+			si_stat_add(SI_STAT_COMPLETED_REPLAYS, 1);
+			break;
+		case BEGIN_IN_PROGRESS:
+			si_stat_add(SI_STAT_IN_PROGRESS_CONFLICTS, 1);
+			break;
+		case BEGIN_MISMATCH:
+			si_stat_add(SI_STAT_MISMATCHES, 1);
+			break;
+		case BEGIN_UNRESOLVED:
+			si_stat_add(SI_STAT_UNRESOLVED, 1);
+			break;
+	}
 
 	return (Datum) 0;
+}
+
+/*
+ * begin_stripe_idempotency(operation_type, operation_id, request_params,
+ *							lease, ttl, key_window)
+ */
+Datum
+begin_stripe_idempotency_1_2(PG_FUNCTION_ARGS)
+{
+	return begin_operation(fcinfo, true);
+}
+
+/*
+ * The 1.0 and 1.1 function, for databases not yet updated: the window is
+ * the setting's, and it may run in a transaction block as it always could,
+ * so that installing the library breaks no caller before the update.
+ */
+Datum
+begin_stripe_idempotency(PG_FUNCTION_ARGS)
+{
+	return begin_operation(fcinfo, false);
 }

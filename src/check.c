@@ -3,9 +3,12 @@
  * check.c
  *	  check_stripe_idempotency: read-only look at an operation.
  *
- * For the check-then-record flow and for dashboards. An expired row counts
- * as not found even before the sweeper deletes it, matching what
- * begin_stripe_idempotency would do with it.
+ * For the check-then-record flow and for dashboards. An absent row
+ * (stripe_idem.h) counts as not found even before the sweeper deletes it,
+ * matching what begin_stripe_idempotency would do with it. An operation
+ * whose outcome is unknown is found, with status "unresolved" (judged with
+ * the default lease and stripe_idem.key_window): a check-then-record caller
+ * must not take it for absent and call Stripe under a new key.
  *
  * The plan's row is exactly the function's result row (found = true and
  * the six columns), so the executor sends it straight into the result
@@ -55,8 +58,8 @@ check_stripe_idempotency(PG_FUNCTION_ARGS)
 
 	si_materialize(fcinfo);
 
-	params = makeParamList(2);
-	params->numParams = 2;
+	params = makeParamList(4);
+	params->numParams = 4;
 	params->params[0].value = PointerGetDatum(operation_type);
 	params->params[0].isnull = false;
 	params->params[0].pflags = PARAM_FLAG_CONST;
@@ -65,6 +68,16 @@ check_stripe_idempotency(PG_FUNCTION_ARGS)
 	params->params[1].isnull = false;
 	params->params[1].pflags = PARAM_FLAG_CONST;
 	params->params[1].ptype = TEXTOID;
+	params->params[2].value =
+		TimestampTzGetDatum(si_takeover_cutoff((int64) si_default_lease_secs * USECS_PER_SEC,
+											   (int64) si_key_window_secs * USECS_PER_SEC));
+	params->params[2].isnull = false;
+	params->params[2].pflags = PARAM_FLAG_CONST;
+	params->params[2].ptype = TIMESTAMPTZOID;
+	params->params[3].value = TimestampTzGetDatum(si_retention_cutoff());
+	params->params[3].isnull = false;
+	params->params[3].pflags = PARAM_FLAG_CONST;
+	params->params[3].ptype = TIMESTAMPTZOID;
 
 	dest = CreateDestReceiver(DestTuplestore);
 	SetTuplestoreDestReceiverParams(dest, rsinfo->setResult,

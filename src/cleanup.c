@@ -5,7 +5,11 @@
  *	  the background sweeper runs in each of its transactions.
  *
  * The rule, the same for both: a row goes when it has expired and holds no
- * live lease; rows locked by other sessions are skipped, never waited for.
+ * live lease, and is either completed or has been expired for longer than
+ * stripe_idem.unresolved_retention (an expired in_progress row is an
+ * operation whose outcome is unknown: begin answers "unresolved" for it,
+ * and deleting it would let the next begin hand out a new key). Rows
+ * locked by other sessions are skipped, never waited for.
  *
  * Copyright (c) 2026, The stripe_idem developers
  * Licensed under the PostgreSQL License; see LICENSE.
@@ -33,12 +37,13 @@ cleanup_shards_batch(List *shards, int batch_size)
 
 	foreach(lc, shards)
 	{
-		Datum		args[2];
+		Datum		args[3];
 		bool		isnull;
 		int			rc;
 
 		args[0] = Int32GetDatum(batch_size - (int) deleted);
 		args[1] = TimestampTzGetDatum(DT_NOBEGIN);
+		args[2] = TimestampTzGetDatum(si_retention_cutoff());
 		rc = si_execute_on(SI_PLAN_CLEANUP_BATCH, (const char *) lfirst(lc), args, 1);
 		si_spi_check(rc, SPI_OK_SELECT, "deleting expired keys from a shard");
 		deleted += DatumGetInt64(si_spi_value(0, 1, &isnull));
@@ -57,7 +62,8 @@ cleanup_shards_batch(List *shards, int batch_size)
 int64
 si_cleanup_batch(int batch_size, TimestampTz *lower_bound)
 {
-	Datum		args[2] = {Int32GetDatum(batch_size), TimestampTzGetDatum(*lower_bound)};
+	Datum		args[3] = {Int32GetDatum(batch_size), TimestampTzGetDatum(*lower_bound),
+	TimestampTzGetDatum(si_retention_cutoff())};
 	bool		isnull;
 	bool		distributed;
 	int64		deleted;

@@ -59,18 +59,32 @@ typedef struct SiPlanDef
 } SiPlanDef;
 
 static const SiPlanDef plan_defs[SI_NUM_PLANS] = {
-	[SI_PLAN_INSERT_ACQUIRE] = {
+	[SI_PLAN_BEGIN] = {
 		/*
 		 * $1 type, $2 id, $3 new key, $4 fingerprint, $5 now, $6 end of the
 		 * lease, $7 expiry. The times are computed by the caller from
 		 * statement_timestamp() (see begin.c): a VALUES row of parameters
 		 * is the cheapest there is for the executor to set up.
+		 *
+		 * Insert the new operation, or return the existing row, in one
+		 * executor run: a first attempt pays for no read before its
+		 * insert, and a replay for no write (ON CONFLICT finds the key in
+		 * the primary key index before anything is written). One row
+		 * comes back: NULL when the insert went in (a row inserted by this
+		 * statement is invisible to its own scan), else the existing row.
+		 * None when the conflicting row was committed after the
+		 * statement's snapshot was taken; the caller reads it then.
 		 */
-		"INSERT INTO @table@ (operation_type, operation_id,"
+		"WITH ins AS ("
+		" INSERT INTO @table@ (operation_type, operation_id,"
 		" stripe_idempotency_key, request_fingerprint, status, attempts,"
 		" locked_until, created_at, updated_at, expires_at)"
 		" VALUES ($1, $2, $3, $4, 'in_progress', 1, $6, $5, $5, $7)"
-		" ON CONFLICT (operation_type, operation_id) DO NOTHING",
+		" ON CONFLICT (operation_type, operation_id) DO NOTHING"
+		" RETURNING 1)"
+		" SELECT NULL::@table@ FROM ins"
+		" UNION ALL"
+		" SELECT k FROM @table@ k" SI_WHERE_PK,
 		7, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
 	},
 	[SI_PLAN_SELECT_ROW] = {
@@ -80,11 +94,14 @@ static const SiPlanDef plan_defs[SI_NUM_PLANS] = {
 	},
 	[SI_PLAN_TAKEOVER] = {
 		/*
-		 * $3 the stored key, $4 lease. The WHERE clause re-checks everything
-		 * the caller saw, so of two racing takeovers the second finds the
-		 * lease live again (after waiting for the first) and updates nothing.
-		 * The lease may reach past expires_at; expiry moves with it so that
-		 * a row with a live lease is never expired.
+		 * $3 the stored key, $4 lease, $5 the earliest created_at whose key
+		 * may still be leased (now + lease - key window: the lease must end
+		 * before Stripe may forget the key). The WHERE clause re-checks
+		 * everything the caller saw, so of two racing takeovers the second
+		 * finds the lease live again (after waiting for the first) and
+		 * updates nothing. The lease may reach past expires_at; expiry moves
+		 * with it so that a row with a live lease is never expired, but never
+		 * past the key window, which the lease ends inside.
 		 */
 		"UPDATE @table@ SET attempts = attempts OPERATOR(pg_catalog.+) 1,"
 		" locked_until = " SI_NOW " OPERATOR(pg_catalog.+) $4,"
@@ -95,11 +112,16 @@ static const SiPlanDef plan_defs[SI_NUM_PLANS] = {
 		" AND stripe_idempotency_key" SI_EQ "$3"
 		" AND (locked_until IS NULL OR locked_until OPERATOR(pg_catalog.<=) " SI_NOW ")"
 		" AND expires_at OPERATOR(pg_catalog.>) " SI_NOW
+		" AND created_at OPERATOR(pg_catalog.>=) $5"
 		" RETURNING attempts",
-		4, {TEXTOID, TEXTOID, TEXTOID, INTERVALOID}
+		5, {TEXTOID, TEXTOID, TEXTOID, INTERVALOID, TIMESTAMPTZOID}
 	},
 	[SI_PLAN_REPLACE_EXPIRED] = {
-		/* an expired row counts as absent: start over with a new key */
+		/*
+		 * An absent row (completed and expired, or expired for longer than
+		 * the retention of unresolved operations; $7 is now - retention):
+		 * start over with a new key.
+		 */
 		"UPDATE @table@ SET stripe_idempotency_key = $3,"
 		" request_fingerprint = $4, status = 'in_progress',"
 		" stripe_resource_id = NULL, response = NULL, attempts = 1,"
@@ -107,16 +129,30 @@ static const SiPlanDef plan_defs[SI_NUM_PLANS] = {
 		" created_at = " SI_NOW ", updated_at = " SI_NOW ", completed_at = NULL,"
 		" expires_at = " SI_NOW " OPERATOR(pg_catalog.+) $6"
 		SI_WHERE_PK
-		" AND expires_at OPERATOR(pg_catalog.<=) " SI_NOW,
-		6, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, INTERVALOID, INTERVALOID}
+		" AND expires_at OPERATOR(pg_catalog.<=) " SI_NOW
+		" AND (status" SI_EQ "'completed' OR expires_at OPERATOR(pg_catalog.<=) $7)",
+		7, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, INTERVALOID, INTERVALOID, TIMESTAMPTZOID}
 	},
 	[SI_PLAN_CHECK] = {
-		/* exactly check's result row, so the row goes straight to the caller */
-		"SELECT true, status, stripe_idempotency_key, stripe_resource_id, response,"
+		/*
+		 * Exactly check's result row, so the row goes straight to the
+		 * caller. $3 the takeover cutoff for the default lease and key
+		 * window, $4 now - retention (see stripe_idem.h): an unresolved
+		 * operation is reported as such, and only an absent row is not
+		 * found.
+		 */
+		"SELECT true,"
+		" CASE WHEN status" SI_EQ "'in_progress'"
+		"  AND (locked_until IS NULL OR locked_until OPERATOR(pg_catalog.<=) " SI_NOW ")"
+		"  AND (expires_at OPERATOR(pg_catalog.<=) " SI_NOW
+		"   OR created_at OPERATOR(pg_catalog.<) $3)"
+		" THEN 'unresolved' ELSE status END,"
+		" stripe_idempotency_key, stripe_resource_id, response,"
 		" created_at, expires_at"
 		" FROM @table@" SI_WHERE_PK
-		" AND expires_at OPERATOR(pg_catalog.>) " SI_NOW,
-		2, {TEXTOID, TEXTOID}
+		" AND (expires_at OPERATOR(pg_catalog.>) " SI_NOW
+		"  OR (status" SI_EQ "'in_progress' AND expires_at OPERATOR(pg_catalog.>) $4))",
+		4, {TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
 	},
 	[SI_PLAN_COMPLETE_OWN] = {
 		/* $3 key, $4 resource id, $5 response, $6 ttl */
@@ -153,8 +189,9 @@ static const SiPlanDef plan_defs[SI_NUM_PLANS] = {
 		" completed_at = " SI_NOW ","
 		" expires_at = " SI_NOW " OPERATOR(pg_catalog.+) $6"
 		SI_WHERE_PK
-		" AND expires_at OPERATOR(pg_catalog.<=) " SI_NOW,
-		6, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, INTERVALOID}
+		" AND expires_at OPERATOR(pg_catalog.<=) " SI_NOW
+		" AND (status" SI_EQ "'completed' OR expires_at OPERATOR(pg_catalog.<=) $7)",
+		7, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, INTERVALOID, TIMESTAMPTZOID}
 	},
 	[SI_PLAN_RELEASE] = {
 		/* $4 the caller's attempt number, or NULL for "any holder" */
@@ -166,9 +203,28 @@ static const SiPlanDef plan_defs[SI_NUM_PLANS] = {
 		" AND expires_at OPERATOR(pg_catalog.>) " SI_NOW,
 		4, {TEXTOID, TEXTOID, TEXTOID, INT4OID}
 	},
+	[SI_PLAN_RESTART] = {
+		/*
+		 * $3 the stored key, $4 a new key, $5 lease, $6 ttl. The caller saw
+		 * the row unresolved; as long as the key and the lapsed lease are
+		 * the same, it still is (nothing but a restart changes created_at
+		 * without changing the key).
+		 */
+		"UPDATE @table@ SET stripe_idempotency_key = $4, attempts = 1,"
+		" locked_until = " SI_NOW " OPERATOR(pg_catalog.+) $5,"
+		" created_at = " SI_NOW ", updated_at = " SI_NOW ", completed_at = NULL,"
+		" expires_at = " SI_NOW " OPERATOR(pg_catalog.+) $6"
+		SI_WHERE_PK
+		" AND status" SI_EQ "'in_progress'"
+		" AND stripe_idempotency_key" SI_EQ "$3"
+		" AND (locked_until IS NULL OR locked_until OPERATOR(pg_catalog.<=) " SI_NOW ")",
+		6, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, INTERVALOID, INTERVALOID}
+	},
 	[SI_PLAN_CLEANUP_BATCH] = {
 		/*
-		 * $1 batch size, $2 lower bound on expires_at. Oldest first along
+		 * $1 batch size, $2 lower bound on expires_at, $3 now - retention:
+		 * an expired in_progress row is an operation whose outcome is
+		 * unknown and stays until then (stripe_idem.h). Oldest first along
 		 * the expires_at index; SKIP LOCKED so a sweep never waits behind
 		 * (or blocks) a caller working on a row. Starting each batch where
 		 * the previous one ended keeps a long run inside one transaction
@@ -180,10 +236,11 @@ static const SiPlanDef plan_defs[SI_NUM_PLANS] = {
 		"  WHERE expires_at OPERATOR(pg_catalog.<=) " SI_NOW
 		"  AND expires_at OPERATOR(pg_catalog.>=) $2"
 		"  AND (locked_until IS NULL OR locked_until OPERATOR(pg_catalog.<=) " SI_NOW ")"
+		"  AND (status" SI_EQ "'completed' OR expires_at OPERATOR(pg_catalog.<=) $3)"
 		"  ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED))"
 		" RETURNING expires_at)"
 		" SELECT pg_catalog.count(*), pg_catalog.max(expires_at) FROM deleted",
-		2, {INT4OID, TIMESTAMPTZOID}
+		3, {INT4OID, TIMESTAMPTZOID, TIMESTAMPTZOID}
 	},
 };
 

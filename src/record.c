@@ -14,7 +14,9 @@
  * A key that another operation already owns, or a different key than the
  * one an in_progress row was begun with, is refused with 23505: recording
  * it would tie one Stripe object to two operations, or hide the object the
- * first key may have created.
+ * first key may have created. That holds for an unresolved operation too
+ * (stripe_idem.h): record with the stored key is how the application says
+ * what it found at Stripe, and the operation is completed from then on.
  *
  * Copyright (c) 2026, The stripe_idem developers
  * Licensed under the PostgreSQL License; see LICENSE.
@@ -76,8 +78,8 @@ record_stripe_idempotency(PG_FUNCTION_ARGS)
 	text	   *operation_id = si_required_text(fcinfo, 1, "operation_id");
 	text	   *key = si_required_text(fcinfo, 2, "stripe_idempotency_key");
 	Interval   *ttl;
-	Datum		args[6];
-	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
+	Datum		args[7];
+	char		nulls[7] = {' ', ' ', ' ', ' ', ' ', ' ', ' '};
 	Datum		values[RECORD_NCOLS];
 	bool		isnull[RECORD_NCOLS];
 	bool		key_checked = false;
@@ -95,6 +97,8 @@ record_stripe_idempotency(PG_FUNCTION_ARGS)
 	si_check_idempotency_key(key);
 	if (!PG_ARGISNULL(3))
 		si_check_resource_id(PG_GETARG_TEXT_PP(3));
+	si_check_size(fcinfo, 4, "response", si_max_response_bytes,
+				  "stripe_idem.max_response_size");
 	ttl = si_optional_interval(fcinfo, 5, "ttl", si_default_ttl_secs,
 							   (int64) SI_MAX_SECONDS * USECS_PER_SEC, "365 days");
 
@@ -104,6 +108,7 @@ record_stripe_idempotency(PG_FUNCTION_ARGS)
 	args[3] = PG_ARGISNULL(3) ? (Datum) 0 : PointerGetDatum(PG_GETARG_TEXT_PP(3));
 	args[4] = PG_ARGISNULL(4) ? (Datum) 0 : PointerGetDatum(PG_GETARG_JSONB_P(4));
 	args[5] = IntervalPGetDatum(ttl);
+	args[6] = TimestampTzGetDatum(si_retention_cutoff());
 	if (PG_ARGISNULL(3))
 		nulls[3] = 'n';
 	if (PG_ARGISNULL(4))
@@ -152,7 +157,7 @@ record_stripe_idempotency(PG_FUNCTION_ARGS)
 		if (!si_fetch_row(args[0], args[1], &row))
 			continue;			/* deleted meanwhile: insert again */
 
-		if (row.expired)
+		if (row.absent)
 		{
 			rc = SPI_execute_plan(si_plan(SI_PLAN_REPLACE_EXPIRED_COMPLETED),
 								  args, nulls, false, 0);

@@ -102,33 +102,19 @@ si_deform_row(Datum row, Datum *values, bool *nulls)
 }
 
 /*
- * Read the operation's row, without locking it: every decision taken from
- * it is either read-only or made by a conditional UPDATE that re-checks the
- * same conditions, so a concurrent change shows up as "0 rows updated" and
- * the caller reads again. Returns false if there is no row. The values stay
- * valid until SPI_finish.
- *
- * The plan returns the whole row as its one column, the least result there
- * is for the executor to set up; the comparisons with "now"
- * (statement_timestamp(), as in every plan) are made here.
+ * Judge a whole stripe_idempotency_keys row (a composite datum) as of
+ * statement_timestamp(), the "now" of every plan. The values point into
+ * the datum.
  */
-bool
-si_fetch_row(Datum operation_type, Datum operation_id, SiRow *row)
+void
+si_read_row(Datum whole_row, SiRow *row)
 {
-	Datum		args[2] = {operation_type, operation_id};
 	Datum		values[SI_NCOLS];
 	bool		nulls[SI_NCOLS];
 	TimestampTz stmt_now = GetCurrentStatementStartTimestamp();
 	text	   *status;
-	bool		isnull;
-	int			rc;
 
-	rc = SPI_execute_plan(si_plan(SI_PLAN_SELECT_ROW), args, NULL, false, 1);
-	si_spi_check(rc, SPI_OK_SELECT, "reading the operation");
-	if (SPI_processed == 0)
-		return false;
-
-	si_deform_row(si_spi_value(0, 1, &isnull), values, nulls);
+	si_deform_row(whole_row, values, nulls);
 
 	row->key = values[SI_COL_KEY - 1];
 	row->fingerprint = values[SI_COL_FINGERPRINT - 1];
@@ -158,8 +144,71 @@ si_fetch_row(Datum operation_type, Datum operation_id, SiRow *row)
 											  TimestampTzGetDatum(stmt_now));
 		row->lease_left_null = false;
 	}
-	row->expired = DatumGetTimestampTz(values[SI_COL_EXPIRES_AT - 1]) <= stmt_now;
+	row->created_at = DatumGetTimestampTz(values[SI_COL_CREATED_AT - 1]);
+	row->expires_at = DatumGetTimestampTz(values[SI_COL_EXPIRES_AT - 1]);
+	row->expired = row->expires_at <= stmt_now;
+	row->absent = row->expired &&
+		(row->completed || row->expires_at <= si_retention_cutoff());
+}
+
+/*
+ * Read the operation's row, without locking it: every decision taken from
+ * it is either read-only or made by a conditional UPDATE that re-checks the
+ * same conditions, so a concurrent change shows up as "0 rows updated" and
+ * the caller reads again. Returns false if there is no row. The values stay
+ * valid until SPI_finish.
+ *
+ * The plan returns the whole row as its one column, the least result there
+ * is for the executor to set up; the comparisons with "now" are made here.
+ */
+bool
+si_fetch_row(Datum operation_type, Datum operation_id, SiRow *row)
+{
+	Datum		args[2] = {operation_type, operation_id};
+	bool		isnull;
+	int			rc;
+
+	rc = SPI_execute_plan(si_plan(SI_PLAN_SELECT_ROW), args, NULL, false, 1);
+	si_spi_check(rc, SPI_OK_SELECT, "reading the operation");
+	if (SPI_processed == 0)
+		return false;
+
+	si_read_row(si_spi_value(0, 1, &isnull), row);
 	return true;
+}
+
+/*
+ * The earliest created_at whose key may still get a lease of lease_usecs:
+ * the lease must end inside the key window. As a timestamp, so that the
+ * takeover's UPDATE can re-check it as one comparison.
+ */
+TimestampTz
+si_takeover_cutoff(int64 lease_usecs, int64 window_usecs)
+{
+	return GetCurrentStatementStartTimestamp() + lease_usecs - window_usecs;
+}
+
+/* Rows that expired before this are absent (stripe_idem.unresolved_retention). */
+TimestampTz
+si_retention_cutoff(void)
+{
+	return GetCurrentStatementStartTimestamp() -
+		(int64) si_unresolved_retention_secs * USECS_PER_SEC;
+}
+
+/*
+ * An in_progress row nobody may take a lease on, and which must not get a
+ * new key either: see stripe_idem.h. The caller has ruled out completed
+ * and absent rows.
+ */
+bool
+si_row_unresolved(const SiRow *row, int64 lease_usecs, int64 window_usecs)
+{
+	Assert(!row->completed && !row->absent);
+	if (row->lease_live)
+		return false;
+	return row->expired ||
+		row->created_at < si_takeover_cutoff(lease_usecs, window_usecs);
 }
 
 /* Byte equality of two text datums. */

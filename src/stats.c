@@ -82,15 +82,22 @@ stripe_idem_stats(PG_FUNCTION_ARGS)
 	TupleDesc	tupdesc;
 	Datum		values[SI_NUM_STATS + 1];
 	bool		nulls[SI_NUM_STATS + 1] = {0};
+	int			ncounters;
 	int			i;
 
 	si_require_shmem("stripe_idem_stats");
 	if (get_call_result_type(fcinfo, NULL, &tupdesc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
-	for (i = 0; i < SI_NUM_STATS; i++)
+	/*
+	 * As many counters as the SQL function declares, then stats_reset:
+	 * counters are only ever added at the end, so a database still at an
+	 * older version (fewer columns) reads the ones it knows.
+	 */
+	ncounters = Min(tupdesc->natts - 1, SI_NUM_STATS);
+	for (i = 0; i < ncounters; i++)
 		values[i] = Int64GetDatum((int64) pg_atomic_read_u64(&si_stats->counters[i]));
-	values[SI_NUM_STATS] = TimestampTzGetDatum((TimestampTz) pg_atomic_read_u64(&si_stats->reset_time));
+	values[ncounters] = TimestampTzGetDatum((TimestampTz) pg_atomic_read_u64(&si_stats->reset_time));
 
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(BlessTupleDesc(tupdesc), values, nulls)));
 }

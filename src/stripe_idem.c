@@ -27,6 +27,11 @@ PG_MODULE_MAGIC;
 
 int			si_default_ttl_secs = SECS_PER_DAY;
 int			si_default_lease_secs = 90;
+int			si_key_window_secs = SECS_PER_DAY;
+int			si_unresolved_retention_secs = 30 * SECS_PER_DAY;
+bool		si_allow_begin_in_transaction = false;
+int			si_max_request_params_bytes = 1024 * 1024;
+int			si_max_response_bytes = 1024 * 1024;
 bool		si_preloaded = false;
 
 static shmem_request_hook_type prev_shmem_request_hook = NULL;
@@ -73,6 +78,65 @@ _PG_init(void)
 							SI_MIN_SECONDS, SI_MAX_SECONDS,
 							PGC_USERSET,
 							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	/*
+	 * Stripe keeps an Idempotency-Key for at least 24 hours and may forget
+	 * it any time after; a key sent later may create a second object.
+	 */
+	DefineCustomIntVariable("stripe_idem.key_window",
+							"How long after a key was made begin_stripe_idempotency may still hand it out.",
+							"A lease that would end later is refused and the operation answered \"unresolved\". Stripe keeps keys for at least 24 hours: raise it only for an account whose keys are kept longer, or per call for keys that never reach Stripe.",
+							&si_key_window_secs,
+							SECS_PER_DAY,
+							SI_MIN_SECONDS, SI_MAX_SECONDS,
+							PGC_USERSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	/*
+	 * One value for every session and the sweeper, from the configuration
+	 * file: a session must not be able to make cleanup delete an
+	 * unresolved operation sooner.
+	 */
+	DefineCustomIntVariable("stripe_idem.unresolved_retention",
+							"How long an expired operation whose outcome is unknown is kept.",
+							"Until then begin answers \"unresolved\" and cleanup keeps the row; after it the row counts as absent.",
+							&si_unresolved_retention_secs,
+							30 * SECS_PER_DAY,
+							SECS_PER_DAY, SI_MAX_RETENTION_SECONDS,
+							PGC_SIGHUP,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("stripe_idem.allow_begin_in_transaction",
+							 "Lets begin_stripe_idempotency run inside a transaction block.",
+							 "Only for callers that commit before they send the key to Stripe: a lease rolled back after its key was sent is lost, and the retry gets a new key.",
+							 &si_allow_begin_in_transaction,
+							 false,
+							 PGC_USERSET,
+							 0,
+							 NULL, NULL, NULL);
+
+	/* An operator's limits: an application role must not raise its own. */
+	DefineCustomIntVariable("stripe_idem.max_request_params_size",
+							"Largest request_params begin_stripe_idempotency accepts.",
+							"Larger values are refused before any work, with SQLSTATE 54000.",
+							&si_max_request_params_bytes,
+							1024 * 1024,
+							SI_MIN_SIZE_LIMIT, SI_MAX_SIZE_LIMIT,
+							PGC_SUSET,
+							GUC_UNIT_BYTE,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("stripe_idem.max_response_size",
+							"Largest response record_stripe_idempotency accepts.",
+							"Larger values are refused before any work, with SQLSTATE 54000.",
+							&si_max_response_bytes,
+							1024 * 1024,
+							SI_MIN_SIZE_LIMIT, SI_MAX_SIZE_LIMIT,
+							PGC_SUSET,
+							GUC_UNIT_BYTE,
 							NULL, NULL, NULL);
 
 	if (process_shared_preload_libraries_in_progress)

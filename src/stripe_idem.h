@@ -62,6 +62,17 @@ typedef enum SiColumn
 /* stripe_idem.c: settings */
 extern int	si_default_ttl_secs;
 extern int	si_default_lease_secs;
+extern int	si_key_window_secs;
+extern int	si_unresolved_retention_secs;
+extern bool si_allow_begin_in_transaction;
+extern int	si_max_request_params_bytes;
+extern int	si_max_response_bytes;
+
+/* Longest stripe_idem.unresolved_retention: ten years, in seconds. */
+#define SI_MAX_RETENTION_SECONDS	(3650 * SECS_PER_DAY)
+/* Range of the size limits, in bytes. */
+#define SI_MIN_SIZE_LIMIT		1024
+#define SI_MAX_SIZE_LIMIT		(1024 * 1024 * 1024)
 
 /* validate.c: argument checks shared by every SQL-callable function */
 extern text *si_required_text(FunctionCallInfo fcinfo, int argno, const char *argname);
@@ -75,6 +86,9 @@ extern Interval *si_optional_interval(FunctionCallInfo fcinfo, int argno,
 									  const char *argname, int default_secs,
 									  int64 max_usecs, const char *max_name);
 extern int64 si_interval_usecs(const Interval *interval);
+extern void si_check_size(FunctionCallInfo fcinfo, int argno, const char *argname,
+						  int limit, const char *setting);
+extern void si_refuse_in_transaction_block(const char *funcname);
 
 /* keygen.c: Stripe Idempotency-Keys */
 extern text *si_make_key(const text *operation_type, const text *operation_id);
@@ -85,7 +99,7 @@ extern text *si_fingerprint(Jsonb *params);
 /* plans.c: SPI plans prepared once per backend against the extension's table */
 typedef enum SiPlanId
 {
-	SI_PLAN_INSERT_ACQUIRE,
+	SI_PLAN_BEGIN,
 	SI_PLAN_SELECT_ROW,
 	SI_PLAN_TAKEOVER,
 	SI_PLAN_REPLACE_EXPIRED,
@@ -95,6 +109,7 @@ typedef enum SiPlanId
 	SI_PLAN_INSERT_COMPLETED,
 	SI_PLAN_REPLACE_EXPIRED_COMPLETED,
 	SI_PLAN_RELEASE,
+	SI_PLAN_RESTART,
 	SI_PLAN_CLEANUP_BATCH,
 	SI_NUM_PLANS
 } SiPlanId;
@@ -109,7 +124,22 @@ extern List *si_citus_local_shards(bool *distributed);
 extern int64 si_citus_cleanup_workers(int batch_size);
 extern bool si_citus_is_coordinator(void);
 
-/* result.c: SPI results and the one-row results of the table functions */
+/*
+ * result.c: SPI results and the one-row results of the table functions.
+ *
+ * An operation's row as begin, record and restart judge it, "now" being
+ * statement_timestamp():
+ *	  expired		expires_at <= now
+ *	  absent		gone in all but the sweep: completed and expired, or in
+ *					progress and expired longer than stripe_idem.unresolved_retention;
+ *					it counts as if there were no row
+ *	  unresolved	in progress, no live lease, and either expired (not yet
+ *					absent) or too old for its key to be sent again: a new
+ *					lease would end after created_at + key window, when Stripe
+ *					may have forgotten the key. Whether Stripe acted on the
+ *					key is unknown, so nobody gets a lease on it, and no new
+ *					key either, until the application reconciles.
+ */
 typedef struct SiRow
 {
 	Datum		key;			/* text, never null */
@@ -125,9 +155,16 @@ typedef struct SiRow
 	Datum		lease_left;		/* interval, locked_until - now */
 	bool		lease_left_null;
 	bool		expired;		/* expires_at <= now */
+	bool		absent;			/* see above */
+	TimestampTz created_at;		/* when the key was made */
+	TimestampTz expires_at;
 } SiRow;
 
 extern bool si_fetch_row(Datum operation_type, Datum operation_id, SiRow *row);
+extern void si_read_row(Datum whole_row, SiRow *row);
+extern bool si_row_unresolved(const SiRow *row, int64 lease_usecs, int64 window_usecs);
+extern TimestampTz si_takeover_cutoff(int64 lease_usecs, int64 window_usecs);
+extern TimestampTz si_retention_cutoff(void);
 extern bool si_text_equal(Datum a, Datum b);
 extern void si_deform_row(Datum row, Datum *values, bool *nulls);
 extern void si_return_row(FunctionCallInfo fcinfo, Datum *values, bool *nulls);
@@ -148,6 +185,7 @@ typedef enum SiStat
 	SI_STAT_RECORDS,
 	SI_STAT_RELEASES,
 	SI_STAT_ROWS_SWEPT,
+	SI_STAT_UNRESOLVED,			/* 1.2; new counters go at the end */
 	SI_NUM_STATS
 } SiStat;
 

@@ -19,6 +19,8 @@
  */
 #include "stripe_idem.h"
 
+#include "access/detoast.h"
+#include "access/xact.h"
 #include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/timestamp.h"
@@ -176,4 +178,50 @@ si_optional_interval(FunctionCallInfo fcinfo, int argno, const char *argname,
 
 	result->time = usecs;
 	return result;
+}
+
+/*
+ * Refuse a jsonb argument larger than limit bytes (its size in the table,
+ * uncompressed), before anything else is done with it: fingerprinting or
+ * storing a huge value would tie up the backend for nothing, since no
+ * Stripe object needs it. The size is read from the datum's header without
+ * detoasting it.
+ */
+void
+si_check_size(FunctionCallInfo fcinfo, int argno, const char *argname,
+			  int limit, const char *setting)
+{
+	Size		size;
+
+	if (PG_ARGISNULL(argno))
+		return;
+	size = toast_raw_datum_size(PG_GETARG_DATUM(argno)) - VARHDRSZ;
+	if (size > (Size) limit)
+		ereport(ERROR,
+				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
+				 errmsg("%s is too large", argname),
+				 errdetail("%s is %zu bytes; the limit is %d bytes.",
+						   argname, size, limit),
+				 errhint("The limit is the setting %s.", setting)));
+}
+
+/*
+ * A lease taken inside a transaction block (or a subtransaction) can still
+ * be rolled back after its key was returned: the caller may already have
+ * sent that key to Stripe, and the retry would find no row and get a new
+ * key, so Stripe would create a second object. Refused unless the caller
+ * says it commits before using the key.
+ */
+void
+si_refuse_in_transaction_block(const char *funcname)
+{
+	if (si_allow_begin_in_transaction)
+		return;
+	if (IsTransactionBlock() || IsSubTransaction())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("%s cannot run inside a transaction block", funcname),
+				 errdetail("A rollback after the key was returned would lose it, and the retry would get a new key: Stripe would create a second object."),
+				 errhint("Call it as a statement of its own in autocommit mode (psycopg: connection.autocommit = True). "
+						 "If the transaction always commits before the key is sent to Stripe, SET LOCAL stripe_idem.allow_begin_in_transaction = on first.")));
 }
