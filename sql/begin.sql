@@ -87,13 +87,26 @@ SELECT state, attempts FROM begin_stripe_idempotency('payment_intent:create', 'p
 SELECT expires_at = locked_until AS expiry_moved, locked_until - updated_at AS lease
 FROM stripe_idempotency_keys WHERE operation_id = 'pi_1';
 
--- Works inside an explicit transaction too (the caller must commit before
--- calling Stripe, or nobody else sees the lease).
+-- Refused inside an explicit transaction block (25001): a rollback after
+-- the key was returned would lose it, and the retry would get a new key.
 BEGIN;
+SELECT state FROM begin_stripe_idempotency('refund:create', 're_1');
+ROLLBACK;
+-- A caller that commits before it uses the key says so, and may.
+BEGIN;
+SET LOCAL stripe_idem.allow_begin_in_transaction = on;
 SELECT state FROM begin_stripe_idempotency('refund:create', 're_1');
 SELECT state FROM begin_stripe_idempotency('refund:create', 're_1');
 ROLLBACK;
 SELECT count(*) AS rolled_back FROM stripe_idempotency_keys WHERE operation_id = 're_1';
+-- Refused in a subtransaction as well: an exception handler around it
+-- could roll the lease back.
+DO $$
+BEGIN
+	PERFORM * FROM begin_stripe_idempotency('refund:create', 're_1');
+EXCEPTION WHEN division_by_zero THEN NULL;
+END
+$$;
 
 -- Called from the select list, as some drivers do.
 SELECT (begin_stripe_idempotency('refund:create', 're_2')).state;

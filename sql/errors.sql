@@ -77,7 +77,11 @@ SELECT * FROM record_stripe_idempotency('a', 'b', 'k', 'r', NULL, '0');
 SELECT * FROM record_stripe_idempotency('a', 'b', 'k', 'r', NULL, '400 days');
 -- the edges pass
 SELECT state FROM begin_stripe_idempotency('a', 'ttl_edge', NULL, '1 second', '1 second');
-SELECT state FROM begin_stripe_idempotency('a', 'ttl_max', NULL, '365 days', '365 days');
+-- the lease must also end inside the key window (default 24 hours)
+SELECT state FROM begin_stripe_idempotency('a', 'window', NULL, '25 hours', '2 days');
+SELECT state FROM begin_stripe_idempotency('a', 'window', NULL, NULL, NULL, '0');
+SELECT state FROM begin_stripe_idempotency('a', 'window', NULL, NULL, NULL, '366 days');
+SELECT state FROM begin_stripe_idempotency('a', 'ttl_max', NULL, '365 days', '365 days', '365 days');
 
 -- batch_size must be at least 1.
 SELECT cleanup_expired_idempotency_keys(0);
@@ -98,10 +102,34 @@ VALUES ('a', 'x', 'k4', 'in_progress', now() + '2h', now() + '1h');
 INSERT INTO stripe_idempotency_keys (operation_type, operation_id, stripe_idempotency_key, status, request_fingerprint, expires_at)
 VALUES ('a', 'x', 'k5', 'in_progress', 'not-a-sha256', now() + '1h');
 
+-- Sizes (54000, before any work): request_params and response are bounded
+-- by stripe_idem.max_request_params_size and max_response_size (1MB each,
+-- measured as stored, uncompressed); the bound itself passes.
+SELECT * FROM begin_stripe_idempotency('err:test', 'huge',
+	jsonb_build_object('p', repeat('x', 1024 * 1024)));
+SELECT * FROM record_stripe_idempotency('err:test', 'held', :'k', 'cs_1',
+	jsonb_build_object('p', repeat('x', 1024 * 1024)));
+SET stripe_idem.max_request_params_size = '1kB';
+SELECT pg_column_size(jsonb_build_object('p', repeat('x', 1011))) - 4 AS bytes_at_the_bound;
+SELECT state FROM begin_stripe_idempotency('err:test', 'bound', jsonb_build_object('p', repeat('x', 1011)));
+SELECT state FROM begin_stripe_idempotency('err:test', 'over', jsonb_build_object('p', repeat('x', 1012)));
+RESET stripe_idem.max_request_params_size;
+
+-- restart_stripe_idempotency: the same argument rules as begin, and 55000
+-- for anything but an unresolved operation under the key given.
+SELECT * FROM restart_stripe_idempotency(NULL, 'a', 'k');
+SELECT * FROM restart_stripe_idempotency('a', 'b', NULL);
+SELECT * FROM restart_stripe_idempotency('a', 'b', 'k k');
+SELECT * FROM restart_stripe_idempotency('a', 'b', 'k', '2 hours', '1 hour');
+SELECT * FROM restart_stripe_idempotency('a', 'no_such_operation', 'k');
+SELECT * FROM restart_stripe_idempotency('err:test', 'held', :'k');
+SELECT * FROM restart_stripe_idempotency('err:test', 'held', 'another-key');
+
 -- The successful calls above added their own rows; the failed ones nothing.
 DELETE FROM stripe_idempotency_keys
 WHERE (operation_type, operation_id) IN ((repeat('t', 64), 'a'), ('a', repeat('i', 128)),
-                                         ('a', $$'";--/*!~$$), ('a', 'ttl_edge'), ('a', 'ttl_max'));
+                                         ('a', $$'";--/*!~$$), ('a', 'ttl_edge'), ('a', 'ttl_max'),
+                                         ('err:test', 'bound'));
 SELECT pg_temp.table_digest() = :'digest_before' AS table_unchanged;
 
 -- The messages say which rule failed, without echoing the value.
@@ -112,6 +140,9 @@ SELECT * FROM begin_stripe_idempotency('a', 'ttl', NULL, '2 hours', '1 hour');
 SELECT * FROM begin_stripe_idempotency('a', 'ttl', NULL, NULL, '10 seconds');
 SELECT * FROM record_stripe_idempotency('a', 'b', 'k', NULL);
 SELECT cleanup_expired_idempotency_keys(0);
+SELECT * FROM begin_stripe_idempotency('err:test', 'huge',
+	jsonb_build_object('p', repeat('x', 1024 * 1024)));
+SELECT * FROM restart_stripe_idempotency('err:test', 'held', :'k');
 
 -- stripe_idem_distribute() is for a Citus coordinator: without Citus it
 -- refuses (55000) before it changes anything; the table keeps its global

@@ -18,15 +18,26 @@ ORDER BY 1;
 SELECT privilege, has_table_privilege('public', 'stripe_idempotency_keys', privilege) AS public_has_it
 FROM unnest(ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE']) AS privilege;
 
--- No function runs with elevated rights, none is STRICT (NULLs get 22004),
--- and volatility is what the contract says.
-SELECT proname, prosecdef, proisstrict, provolatile, proparallel
+-- The calls that touch the table run with the owner's rights (SECURITY
+-- DEFINER: a caller needs EXECUTE, no table privilege, so it cannot write
+-- a row by hand); none is STRICT (NULLs get 22004); volatility is what the
+-- contract says. None sets search_path per call: every name they use is
+-- schema-qualified (test/t/204_search_path.pl).
+SELECT proname, prosecdef, proisstrict, provolatile, proparallel, proconfig
 FROM pg_proc
 WHERE pronamespace = 'public'::regnamespace
   AND proname IN ('new_stripe_idempotency_key', 'begin_stripe_idempotency',
                   'check_stripe_idempotency', 'record_stripe_idempotency',
-                  'release_stripe_idempotency', 'cleanup_expired_idempotency_keys')
+                  'release_stripe_idempotency', 'restart_stripe_idempotency',
+                  'cleanup_expired_idempotency_keys')
 ORDER BY proname;
+
+-- Nothing of the extension is executable by PUBLIC.
+SELECT p.oid::regprocedure AS executable_by_public
+FROM pg_proc p JOIN pg_depend d ON d.classid = 'pg_proc'::regclass AND d.objid = p.oid
+WHERE d.refclassid = 'pg_extension'::regclass AND d.deptype = 'e'
+  AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'stripe_idem')
+  AND has_function_privilege('public', p.oid, 'EXECUTE');
 
 -- pg_dump keeps the rows: the table is registered as configuration data.
 SELECT extconfig::regclass[] AS dumped_tables, extcondition

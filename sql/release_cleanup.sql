@@ -44,11 +44,18 @@ INSERT INTO stripe_idempotency_keys (operation_type, operation_id, stripe_idempo
 SELECT 'sweep:test', 'live_' || g, 'sweep:test:live_' || g, 'completed', 'ch_' || g,
        statement_timestamp() + g * interval '1 minute'
 FROM generate_series(1, 5) g;
--- an abandoned in_progress row that expired: its lease is gone too
+-- An abandoned in_progress row that expired: its lease is gone too, but
+-- nobody knows whether its key reached Stripe. It is unresolved, and kept
+-- for stripe_idem.unresolved_retention (30 days) after it expired.
 INSERT INTO stripe_idempotency_keys (operation_type, operation_id, stripe_idempotency_key, status,
                                      locked_until, expires_at)
 VALUES ('sweep:test', 'abandoned', 'sweep:test:abandoned', 'in_progress',
         statement_timestamp() - interval '2 hours', statement_timestamp() - interval '1 hour');
+-- One abandoned longer ago than the retention goes.
+INSERT INTO stripe_idempotency_keys (operation_type, operation_id, stripe_idempotency_key, status,
+                                     created_at, expires_at)
+VALUES ('sweep:test', 'abandoned_long_ago', 'sweep:test:abandoned_long_ago', 'in_progress',
+        statement_timestamp() - interval '32 days', statement_timestamp() - interval '31 days');
 
 -- Small batches: the function keeps going until a batch comes back short.
 SELECT cleanup_expired_idempotency_keys(4) AS deleted;
