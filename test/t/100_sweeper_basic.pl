@@ -32,7 +32,11 @@ sub add_rows
 	my ($db, $tag, $n, $kind) = @_;
 	my %cols = (
 		expired   => q{'completed', 'ch_x', NULL, pg_catalog.now() - interval '1 hour'},
+		# in progress, expired an hour ago: unresolved (its outcome is
+		# unknown), kept for stripe_idem.unresolved_retention (30 days)
 		abandoned => q{'in_progress', NULL, pg_catalog.now() - interval '2 hours', pg_catalog.now() - interval '1 hour'},
+		# the same, expired longer ago than the retention: swept
+		forgotten => q{'in_progress', NULL, NULL, pg_catalog.now() - interval '31 days'},
 		live      => q{'completed', 'ch_x', NULL, pg_catalog.now() + interval '1 day'},
 		leased    => q{'in_progress', NULL, pg_catalog.now() + interval '1 hour', pg_catalog.now() + interval '1 day'},
 		soon      => q{'completed', 'ch_x', NULL, pg_catalog.now() + interval '6 s'},
@@ -73,6 +77,7 @@ my %passes_before = map { split /\|/ } split /\n/, $node->safe_psql('postgres',
 	q{SELECT database, passes FROM stripe_idem_sweeper WHERE database IN ('postgres', 'app2')});
 add_rows('postgres', 'main', 40, 'expired');
 add_rows('postgres', 'main', 5, 'abandoned');
+add_rows('postgres', 'main', 5, 'forgotten');
 add_rows('postgres', 'main', 10, 'live');
 add_rows('postgres', 'main', 3, 'leased');
 add_rows('app2', 'other', 30, 'expired');
@@ -84,13 +89,15 @@ for my $db ('postgres', 'app2')
 		SELECT passes >= $passes_before{$db} + 2 FROM stripe_idem_sweeper WHERE database = '$db'})
 	  or die "no passes in $db";
 }
-is(count_rows('postgres', q{operation_type = 'main' AND expires_at <= now()}), '0',
+is(count_rows('postgres', q{operation_type = 'main' AND expires_at <= now() AND operation_id NOT LIKE 'abandoned%'}), '0',
 	'expired rows are gone within the first pass after they were written');
+is(count_rows('postgres', q{operation_type = 'main' AND operation_id LIKE 'abandoned%'}), '5',
+	'unresolved rows (in progress, expired inside the retention) stay');
 is(count_rows('app2', q{expires_at <= now()}), '0',
 	'second database: the same');
 
-is(count_rows('postgres', q{operation_type = 'main'}), '13',
-	'live rows and rows with a live lease stay');
+is(count_rows('postgres', q{operation_type = 'main'}), '18',
+	'live rows, rows with a live lease and unresolved rows stay');
 is(count_rows('postgres', q{operation_type = 'main' AND locked_until > now()}), '3',
 	'the three leased rows are among them');
 is(count_rows('app2', q{true}), '5', 'second database: expired rows gone, live rows stay');
@@ -110,7 +117,8 @@ $node->poll_query_until('postgres',
   or die "released row not swept";
 pass('the row goes once its lock is released');
 
-# The numbers this test caused: 46 rows in postgres, 30 in app2. (The
+# The numbers this test caused: 46 rows in postgres (40 expired, 5
+# forgotten, the one that was locked), 30 in app2. (The
 # counters move right after each commit, so they are polled for.)
 ok($node->poll_query_until('postgres', 'SELECT rows_swept FROM stripe_idem_stats', '76'),
 	'stripe_idem_stats counts every row swept');

@@ -283,5 +283,39 @@ is(sql('victim', $decoys), $victim_clean, 'nothing hostile was called by the swe
 is(sql('victim', q{SET search_path = pg_catalog; SELECT last_error IS NULL AND passes > 0 FROM idem.stripe_idem_sweeper}),
 	't', 'the sweeper reports a clean pass');
 
+# 5. The calls run with the owner's rights (SECURITY DEFINER): a hostile
+#    object they resolved would run with those rights too. An application
+#    role with only the documented grants calls the whole API under the
+#    hostile path, in a session whose plans are prepared under it.
+sql('postgres', q{
+	CREATE ROLE clerk LOGIN;
+	GRANT USAGE ON SCHEMA idem TO clerk;
+	GRANT EXECUTE ON FUNCTION
+		idem.begin_stripe_idempotency(text, text, jsonb, interval, interval, interval),
+		idem.check_stripe_idempotency(text, text),
+		idem.record_stripe_idempotency(text, text, text, text, jsonb, interval),
+		idem.release_stripe_idempotency(text, text, text, integer),
+		idem.restart_stripe_idempotency(text, text, text, interval, interval, interval),
+		idem.new_stripe_idempotency_key(text, text)
+		TO clerk});
+{
+	my ($out, $err) = ('', '');
+	$node->psql('postgres', qq{
+$hostile_path;
+\\pset fieldsep ' '
+SELECT stripe_idempotency_key AS k FROM idem.begin_stripe_idempotency('sp:clerk', 'c-1', '{"a": 1}') \\gset
+SELECT 'begin2', state FROM idem.begin_stripe_idempotency('sp:clerk', 'c-1', '{"a": 1}');
+SELECT 'check', found, status FROM idem.check_stripe_idempotency('sp:clerk', 'c-1');
+SELECT 'release', idem.release_stripe_idempotency('sp:clerk', 'c-1', :'k', 1);
+SELECT 'takeover', state, attempts FROM idem.begin_stripe_idempotency('sp:clerk', 'c-1', '{"a": 1}');
+SELECT 'record', recorded FROM idem.record_stripe_idempotency('sp:clerk', 'c-1', :'k', 'cs_clerk');
+SELECT 'replay', state, stripe_resource_id FROM idem.begin_stripe_idempotency('sp:clerk', 'c-1', '{"a": 1}');
+}, stdout => \$out, stderr => \$err, on_error_stop => 1, extra_params => [ '-U', 'clerk' ]);
+	is($err, '', 'an application role runs the API under the hostile path without an error');
+	is($out, "begin2 in_progress\ncheck t in_progress\nrelease t\ntakeover acquired 2\nrecord t\nreplay completed cs_clerk",
+		'and gets the right answers');
+	is(sql('postgres', $decoys), $clean, 'nothing hostile ran with the owner\'s rights, the decoy table is untouched');
+}
+
 $node->stop;
 done_testing();

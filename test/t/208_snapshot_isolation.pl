@@ -37,7 +37,10 @@ for my $level ('REPEATABLE READ', 'SERIALIZABLE')
 	{
 		my ($name, $call, $other) = @$case;
 		my $s = $node->background_psql('postgres', on_error_stop => 0);
-		$s->query_safe("BEGIN ISOLATION LEVEL $level");
+		# The snapshot must be taken before the other session commits, so
+		# the call runs in a transaction block, which begin allows only
+		# when told the transaction commits before the key is used.
+		$s->query_safe("BEGIN ISOLATION LEVEL $level; SET LOCAL stripe_idem.allow_begin_in_transaction = on");
 		$s->query_safe('SELECT count(*) FROM stripe_idempotency_keys');	# the snapshot
 		sql($other);	# another session commits the operation meanwhile
 		my $before = sql($table_sql);
@@ -48,13 +51,13 @@ for my $level ('REPEATABLE READ', 'SERIALIZABLE')
 		is(sql($table_sql), $before, "$level, $name: nothing written");
 	}
 	# A fresh transaction sees the committed row and answers from it.
-	is(sql("BEGIN ISOLATION LEVEL $level; SELECT state FROM begin_stripe_idempotency('snap', '$tag-1'); COMMIT;"),
+	is(sql("SET default_transaction_isolation = '$level'; SELECT state FROM begin_stripe_idempotency('snap', '$tag-1');"),
 		'in_progress', "$level: retried, begin sees the holder and answers in_progress");
 	is(sql("BEGIN ISOLATION LEVEL $level; SELECT recorded || ' ' || stripe_resource_id
 		FROM record_stripe_idempotency('snap', '$tag-2', 'late-key-$tag', 'cs_late'); COMMIT;"),
 		'false cs_first', "$level: retried, record finds the first result and keeps it");
-	is(sql("BEGIN ISOLATION LEVEL $level; SELECT state || ' ' || stripe_resource_id
-		FROM begin_stripe_idempotency('snap', '$tag-3'); COMMIT;"),
+	is(sql("SET default_transaction_isolation = '$level'; SELECT state || ' ' || stripe_resource_id
+		FROM begin_stripe_idempotency('snap', '$tag-3');"),
 		'completed cs_3', "$level: retried, begin replays the recorded result");
 }
 
