@@ -86,8 +86,9 @@ REVOKE ALL ON FUNCTION stripe_idem_row_is_valid(stripe_idempotency_keys) FROM PU
 -- the table under 1.1 (INSERT and UPDATE on it) is granted EXECUTE on the
 -- calls it made, begin, check, record and release (new_stripe_idempotency_key
 -- too: it was PUBLIC's). Their table privileges are left alone, since
--- revoking them could break something else they do; a NOTICE names each
--- role whose table privileges are no longer needed.
+-- revoking them could break something else they do; a WARNING (an
+-- extension script shows nothing milder) names each role whose table
+-- privileges are no longer needed.
 --
 DO $grants$
 DECLARE
@@ -111,7 +112,7 @@ BEGIN
 			' @extschema@.record_stripe_idempotency(text, text, text, text, jsonb, interval),'
 			' @extschema@.release_stripe_idempotency(text, text, text, integer)'
 			' TO %I', r.rolname);
-		RAISE NOTICE 'role "%" was granted EXECUTE on the stripe_idem API', r.rolname
+		RAISE WARNING 'role "%" was granted EXECUTE on the stripe_idem API', r.rolname
 			USING DETAIL = 'It could write stripe_idempotency_keys directly; since 1.2 the functions run with the owner''s rights.',
 				  HINT = pg_catalog.format('Once it calls only the functions: REVOKE ALL ON %s FROM %I;', tbl, r.rolname);
 	END LOOP;

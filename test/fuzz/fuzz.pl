@@ -210,6 +210,7 @@ sub resource_ok { my $n = nchars($_[0]); return $n >= 1 && $n <= 255; }
 
 my $MAX_USECS = 365 * 86400e6;
 my %guc = (ttl => 86400e6, lease => 90e6);	# the settings' current values
+my $KEY_WINDOW = 86400e6;	# stripe_idem.key_window, not changed by the run
 
 # Adds the SQLSTATE a required text argument earns to %$bad.
 sub req_text
@@ -287,6 +288,7 @@ sub gen_begin
 	my $params = maybe_jsonb(0.3);
 	my $lease = maybe_interval(0.6);
 	my $ttl = maybe_interval(0.6);
+	my $window = maybe_interval(0.85);
 	# Short leases and ttls so that takeovers and expiry happen during the run.
 	$lease = pick(@intervals[3, 4]) if !defined $lease && chance(0.3);
 	$ttl = pick(@intervals[3, 4, 5]) if !defined $ttl && chance(0.2);
@@ -294,23 +296,52 @@ sub gen_begin
 	req_text($c{bad}, $t, \&type_ok);
 	req_text($c{bad}, $i, \&id_ok);
 	note_parse(\%c, $params->[1]) if $params;
-	note_parse(\%c, $lease->[2]) if $lease;
-	note_parse(\%c, $ttl->[2]) if $ttl;
-	if (!$c{parse})
-	{
-		my $ttl_u = ttl_usecs($c{bad}, $ttl);
-		if (defined $ttl_u)
-		{
-			my $lease_u = $lease ? $lease->[1] : $guc{lease};
-			$c{bad}{'22023'} = 1 if $lease_u < 1e6 || $lease_u > $ttl_u;
-		}
-	}
+	note_lease_ttl_window(\%c, $lease, $ttl, $window);
 	@c{qw(type id)} = ($t, $i);
 	$c{sql} = "SELECT '\@R', state, stripe_idempotency_key,"
 	  . " pg_catalog.md5(stripe_resource_id), pg_catalog.md5(response::text),"
 	  . " retry_after OPERATOR(pg_catalog.>) '0'::interval, attempts"
 	  . " FROM $schema.begin_stripe_idempotency("
 	  . optional_args(2, sql_text($t), sql_text($i), sql_jsonb($params),
+		sql_interval($lease), sql_interval($ttl), sql_interval($window)) . ')';
+	return \%c;
+}
+
+# lease, ttl and key window: each 1 second to 365 days, and the lease at
+# most the ttl and at most the key window.
+sub note_lease_ttl_window
+{
+	my ($c, $lease, $ttl, $window) = @_;
+	note_parse($c, $lease->[2]) if $lease;
+	note_parse($c, $ttl->[2]) if $ttl;
+	note_parse($c, $window->[2]) if $window;
+	return if $c->{parse};
+	my $ttl_u = ttl_usecs($c->{bad}, $ttl);
+	my $window_u = $window ? $window->[1] : $KEY_WINDOW;
+	if ($window_u < 1e6 || $window_u > $MAX_USECS) { $c->{bad}{'22023'} = 1; return; }
+	return unless defined $ttl_u;
+	my $lease_u = $lease ? $lease->[1] : $guc{lease};
+	$c->{bad}{'22023'} = 1
+	  if $lease_u < 1e6 || $lease_u > $ttl_u || $lease_u > $window_u;
+}
+
+# restart: only an unresolved operation under the key given starts over
+# (55000 for anything else).
+sub gen_restart
+{
+	my %c = (fn => 'restart', bad => {});
+	my ($t, $i) = (pick_type(), pick_id());
+	my $key = pick_key($t, $i);
+	my $lease = maybe_interval(0.7);
+	my $ttl = maybe_interval(0.7);
+	req_text($c{bad}, $t, \&type_ok);
+	req_text($c{bad}, $i, \&id_ok);
+	if (!$key->[2]) { req_text($c{bad}, $key->[1], \&key_ok); }
+	note_lease_ttl_window(\%c, $lease, $ttl, undef);
+	@c{qw(type id)} = ($t, $i);
+	$c{sql} = "SELECT '\@R', state, stripe_idempotency_key, attempts"
+	  . " FROM $schema.restart_stripe_idempotency("
+	  . optional_args(3, sql_text($t), sql_text($i), $key->[0],
 		sql_interval($lease), sql_interval($ttl)) . ')';
 	return \%c;
 }
@@ -468,7 +499,7 @@ sub gen_set
 
 my @generators = (
 	[\&gen_begin, 34], [\&gen_record, 26], [\&gen_check, 10], [\&gen_release, 12],
-	[\&gen_cleanup, 6], [\&gen_new_key, 10], [\&gen_stats, 2],
+	[\&gen_cleanup, 6], [\&gen_new_key, 10], [\&gen_stats, 2], [\&gen_restart, 8],
 	[\&gen_stats_reset, 0.5], [\&gen_sweeper_view, 0.5], [\&gen_wake, 0.5],
 );
 my $weight_total = 0;
@@ -601,6 +632,7 @@ for my $n (0 .. $#calls)
 	{
 		%allowed = ('00000' => 1);
 		$allowed{'23505'} = 1 if $c->{fn} eq 'record';
+		$allowed{'55000'} = 1 if $c->{fn} eq 'restart';
 	}
 	if (!$allowed{$code})
 	{
@@ -665,7 +697,25 @@ for my $n (0 .. $#calls)
 			  unless $key eq '' && $res_md5 eq '' && $resp_md5 eq '';
 			violation($n, 'answered mismatch but changed the table') unless $unchanged;
 		}
+		elsif ($state eq 'unresolved')
+		{
+			violation($n, 'unresolved, but not with the stored key and attempts, or with a result')
+			  unless $w && $w->[0] eq 'in_progress' && $w->[1] eq $key && $w->[4] eq $attempts
+			  && $res_md5 eq '' && $resp_md5 eq '';
+			violation($n, 'answered unresolved but changed the table') unless $unchanged;
+		}
 		else { violation($n, "unknown state \"$state\""); }
+	}
+	elsif ($c->{fn} eq 'restart')
+	{
+		my ($state, $key, $attempts) = @v;
+		$states{"restart $state"}++;
+		violation($n, "restart answered \"$state\", not acquired") unless $state eq 'acquired';
+		violation($n, "restarted key \"$key\" is not \"type:id:uuid v4\"")
+		  unless $key =~ /\A\Q$t:$i:\E$uuid\z/;
+		violation($n, 'restarted, but the row is not in_progress under the new key, attempt 1, with a lease')
+		  unless $w && $w->[0] eq 'in_progress' && $w->[1] eq $key && $w->[4] eq '1' && $w->[5] eq 'f';
+		violation($n, 'restarted without changing the table') if $unchanged;
 	}
 	elsif ($c->{fn} eq 'check')
 	{
@@ -673,8 +723,10 @@ for my $n (0 .. $#calls)
 		$states{"check found=$found"}++;
 		if ($found eq 't')
 		{
+			$states{"check unresolved"}++ if $status eq 'unresolved';
 			violation($n, 'found, but returned other values than the row holds')
-			  unless $w && $w->[0] eq $status && $w->[1] eq $key
+			  unless $w && ($w->[0] eq $status || ($status eq 'unresolved' && $w->[0] eq 'in_progress'))
+			  && $w->[1] eq $key
 			  && $w->[2] eq $res_md5 && $w->[3] eq $resp_md5;
 		}
 		else

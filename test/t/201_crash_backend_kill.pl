@@ -70,7 +70,8 @@ ok($node->poll_query_until('postgres', q{
 
 my $x = $node->background_psql('postgres');
 my $x_pid = $x->query_safe('SELECT pg_backend_pid()');
-$x->query_safe('BEGIN');
+# (a transaction that says it commits before using the key may begin)
+$x->query_safe('BEGIN; SET LOCAL stripe_idem.allow_begin_in_transaction = on');
 my $x_a = $x->query_safe(q{SELECT state || ' ' || stripe_idempotency_key
 	FROM begin_stripe_idempotency('kill:test', 'open-tx')});
 like($x_a, qr/^acquired kill:test:open-tx:$uuid$/, 'inside the transaction: acquired a new operation');
@@ -162,7 +163,7 @@ ok($node->poll_query_until('postgres', q{
 	'its lease ran out');
 
 my $holder = $node->background_psql('postgres');
-$holder->query_safe('BEGIN');
+$holder->query_safe('BEGIN; SET LOCAL stripe_idem.allow_begin_in_transaction = on');
 is($holder->query_safe(q{SELECT state FROM begin_stripe_idempotency('kill:test', 'mid-call')}),
 	'acquired', 'a transaction takes the operation over and stays open');
 

@@ -73,7 +73,7 @@ sub holder
 {
 	my ($sql) = @_;
 	my $h = $node->background_psql('postgres');
-	$h->query_safe('BEGIN');
+	$h->query_safe('BEGIN; SET LOCAL stripe_idem.allow_begin_in_transaction = on');
 	$h->query_safe($sql);
 	return $h;
 }
@@ -84,11 +84,11 @@ sub lock_row
 	return holder("SELECT 1 FROM stripe_idempotency_keys WHERE operation_type = 'to:test' AND operation_id = '$op' FOR UPDATE");
 }
 
-# Rows to work on: one whose lease ran out, one expired, one in_progress
-# with a live lease, one completed.
+# Rows to work on: one whose lease ran out, one completed that expired, one
+# in_progress with a live lease, one completed.
 sql(q{
 	SELECT 1 FROM begin_stripe_idempotency('to:test', 'lapsed', lease => '1 second');
-	SELECT 1 FROM begin_stripe_idempotency('to:test', 'expiring', lease => '1 second', ttl => '1 second');
+	SELECT 1 FROM record_stripe_idempotency('to:test', 'expiring', 'to:test:expiring:key', 'cs_e', NULL, ttl => '1 second');
 	SELECT 1 FROM begin_stripe_idempotency('to:test', 'held');
 	SELECT 1 FROM begin_stripe_idempotency('to:test', 'done');
 });
@@ -111,7 +111,7 @@ my $complete = q{UPDATE public.stripe_idempotency_keys SET status = 'completed'}
 #
 my $h = holder(q{SELECT 1 FROM begin_stripe_idempotency('to:test', 'new-op')});
 times_out('begin, a new operation another transaction is inserting', "lock_timeout = '300ms'",
-	q{SELECT * FROM begin_stripe_idempotency('to:test', 'new-op')}, '55P03', 'INSERT');
+	q{SELECT * FROM begin_stripe_idempotency('to:test', 'new-op')}, '55P03', 'WITH ins AS ( INSERT');
 $h->quit;
 is(sql(q{SELECT count(*) FROM stripe_idempotency_keys WHERE operation_id = 'new-op'}), '0',
 	'begin: the other transaction rolled back, nothing of the operation is left');

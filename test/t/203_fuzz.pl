@@ -56,12 +56,13 @@ is($rc, 0, 'fuzz script exit status');
 # Every kind of outcome the issue names was reached, so the run is not
 # quietly testing less than it claims.
 for my $what ('begin acquired', 'begin completed', 'begin in_progress', 'begin mismatch',
+	'begin unresolved', 'check unresolved', 'restart acquired',
 	'record recorded=t', 'record recorded=f', 'release t', 'cleanup deleted some')
 {
 	like($out, qr/^fuzz: results: .*\b\Q$what\E [1-9]/m, "fuzz reached \"$what\"");
 }
 # Every SQL-callable function of the extension was called.
-for my $fn ('begin', 'check', 'record', 'release', 'cleanup', 'new_key', 'stats', 'stats_reset',
+for my $fn ('begin', 'check', 'record', 'release', 'restart', 'cleanup', 'new_key', 'stats', 'stats_reset',
 	'sweeper_view', 'wake_sweeper')
 {
 	like($out, qr/^fuzz: \Q$fn\E: [1-9]/m, "fuzz called $fn");

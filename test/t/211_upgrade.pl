@@ -1,9 +1,12 @@
-# Upgrading from 1.0 to 1.1. A database created at 1.0 keeps working with
-# the 1.1 library (the 1.0 SQL functions name C symbols the new library
-# still has); ALTER EXTENSION stripe_idem UPDATE keeps every row, leaves
-# every row valid under 1.1's rules, and ends with exactly the objects of a
-# fresh 1.1 install, compared member by member from the catalogs; and the
-# API works afterwards, in the same session and in new ones.
+# Upgrading to 1.2, from 1.0 and from 1.1. A database created at an older
+# version keeps working with the 1.2 library (its SQL functions name C
+# symbols the new library still has); ALTER EXTENSION stripe_idem UPDATE
+# keeps every row, leaves every row valid under the table's rules, grants
+# EXECUTE on the API to the roles that wrote the table, and ends with
+# exactly the objects of a fresh 1.2 install, compared member by member
+# from the catalogs; and the API works afterwards, in the same session and
+# in new ones, with 1.2's rules (unresolved operations, the refusal in
+# transaction blocks).
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -20,111 +23,40 @@ $node->start;
 
 sub sql { my ($db, $s) = @_; return $node->safe_psql($db, $s); }
 
-$node->safe_psql('postgres', q{
-	CREATE ROLE app LOGIN;
-	CREATE DATABASE fresh;
-	CREATE DATABASE upgraded;
-});
+my @from = ('1.0', '1.1');
+my %db = map { ($_ => 'from_' . ($_ =~ s/\./_/r)) } @from;
 
-# Both in a non-default schema, with the grants an application gets.
-for my $db ('fresh', 'upgraded')
+$node->safe_psql('postgres', q{CREATE ROLE app LOGIN; CREATE DATABASE fresh;});
+$node->safe_psql('postgres', "CREATE DATABASE $db{$_}") for @from;
+
+# Every database in a non-default schema, with the table grants an
+# application got before 1.2.
+for my $d ('fresh', map { $db{$_} } @from)
 {
-	my $version = $db eq 'upgraded' ? "VERSION '1.0'" : '';
-	sql($db, qq{
+	my ($version) = grep { $db{$_} eq $d } @from;
+	my $v = defined $version ? "VERSION '$version'" : '';
+	sql($d, qq{
 		CREATE SCHEMA payments;
-		CREATE EXTENSION stripe_idem SCHEMA payments $version;
+		CREATE EXTENSION stripe_idem SCHEMA payments $v;
 		GRANT USAGE ON SCHEMA payments TO app;
 		GRANT SELECT, INSERT, UPDATE, DELETE ON payments.stripe_idempotency_keys TO app;
 	});
 }
-is(sql('upgraded', q{SELECT extversion FROM pg_extension WHERE extname = 'stripe_idem'}), '1.0',
-	'created at 1.0');
-is(sql('fresh', q{SELECT extversion FROM pg_extension WHERE extname = 'stripe_idem'}), '1.1',
-	'a plain CREATE EXTENSION installs 1.1');
-
-# The 1.0 API, with the 1.1 library loaded: rows in every state.
-sql('upgraded', q{
-	SET search_path = payments;
-	SELECT count(*) FROM generate_series(1, 300) i,
-		LATERAL begin_stripe_idempotency('up:test', 'op-' || i, jsonb_build_object('amount', i), lease => '1 hour');
-	SELECT count(*) FROM stripe_idempotency_keys k,
-		LATERAL record_stripe_idempotency(k.operation_type, k.operation_id, k.stripe_idempotency_key,
-			'cs_' || k.operation_id, jsonb_build_object('id', 'cs_' || k.operation_id, 'note', 'caf' || chr(233)))
-		WHERE k.operation_id::text ~ '^op-[0-9]{1,2}$';
-	SELECT count(*) FROM generate_series(1, 50) i,
-		LATERAL record_stripe_idempotency('up:direct', 'op-' || i, 'up:direct:key-' || i, NULL, jsonb_build_object('n', i));
-	SELECT count(*) FROM generate_series(1, 20) i,
-		LATERAL begin_stripe_idempotency('up:expiring', 'op-' || i, ttl => '1 second', lease => '1 second');
-});
-is(sql('upgraded', q{SELECT status, count(*) FROM payments.stripe_idempotency_keys GROUP BY 1 ORDER BY 1}),
-	"completed|149\nin_progress|221", 'at 1.0: 370 rows written through the 1.0 API by the 1.1 library');
-
-# Each answer of the 1.0 API at 1.0, through the new library.
-my $key17 = sql('upgraded', q{SELECT stripe_idempotency_key FROM payments.stripe_idempotency_keys
-	WHERE operation_type = 'up:test' AND operation_id = 'op-17'});
-my $key200 = sql('upgraded', q{SELECT stripe_idempotency_key FROM payments.stripe_idempotency_keys
-	WHERE operation_type = 'up:test' AND operation_id = 'op-200'});
-my $api = sub {
-	my ($db, $tag) = @_;
-	is(sql($db, q{SELECT state || ' ' || stripe_resource_id FROM payments.begin_stripe_idempotency('up:test', 'op-17', '{"amount": 17}')}),
-		'completed cs_op-17', "$tag: begin replays a completed operation");
-	is(sql($db, q{SELECT state FROM payments.begin_stripe_idempotency('up:test', 'op-17', '{"amount": 18}')}),
-		'mismatch', "$tag: other request_params are a mismatch");
-	is(sql($db, q{SELECT state || ' ' || (retry_after > '50 minutes') FROM payments.begin_stripe_idempotency('up:test', 'op-250')}),
-		'in_progress true', "$tag: a live lease is in_progress");
-	is(sql($db, q{SELECT found || ' ' || status || ' ' || stripe_resource_id FROM payments.check_stripe_idempotency('up:test', 'op-17')}),
-		'true completed cs_op-17', "$tag: check finds the completed operation");
-	is(sql($db, q{SELECT found FROM payments.check_stripe_idempotency('up:test', 'nope')}),
-		'f', "$tag: check of an unknown operation");
-	like(sql($db, q{SELECT payments.new_stripe_idempotency_key('up:test', 'x')}),
-		qr/^up:test:x:[0-9a-f-]{36}$/, "$tag: new_stripe_idempotency_key");
-};
-$api->('upgraded', 'at 1.0');
-is(sql('upgraded', qq{SELECT payments.release_stripe_idempotency('up:test', 'op-200', '$key200');
-	SELECT state || ' ' || (stripe_idempotency_key = '$key200') || ' ' || attempts
-	FROM payments.begin_stripe_idempotency('up:test', 'op-200')}),
-	"t\nacquired true 2", 'at 1.0: released and taken over with the same key');
-my $new = sql('upgraded', q{SELECT state || ' ' || stripe_idempotency_key FROM payments.begin_stripe_idempotency('up:test', 'brand-new')});
-like($new, qr/^acquired up:test:brand-new:/, 'at 1.0: a new operation is acquired');
-(my $newkey = $new) =~ s/^acquired //;
-is(sql('upgraded', qq{SELECT recorded FROM payments.record_stripe_idempotency('up:test', 'brand-new', '$newkey', 'cs_new')}),
-	't', 'at 1.0: and recorded');
-
-# The 1.0 constraints are in force with the new library.
-my ($rc, $out, $err) = $node->psql('upgraded', q{INSERT INTO payments.stripe_idempotency_keys
-	(operation_type, operation_id, stripe_idempotency_key, status, expires_at)
-	VALUES ('bad type', 'x', 'k', 'in_progress', now() + interval '1 day')});
-like($err, qr/violates check constraint "operation_type_format"/, 'at 1.0: the ten 1.0 CHECK constraints still hold');
-
-# An operator's grant on a 1.0 function survives the update.
-sql('upgraded', 'GRANT EXECUTE ON FUNCTION payments.stripe_idem_wake_sweeper() TO app');
-
-# A session that used the API at 1.0 stays open across the update.
-my $session = $node->background_psql('upgraded');
-$session->query_safe(q{SELECT state FROM payments.begin_stripe_idempotency('up:test', 'op-1')});
-
-sleep 2;	# the 20 leases and keys of 'up:expiring' run out
+is(sql('fresh', q{SELECT extversion FROM pg_extension WHERE extname = 'stripe_idem'}), '1.2',
+	'a plain CREATE EXTENSION installs 1.2');
+# What the update grants the application role, given by hand in the fresh
+# database so that the two can be compared.
+sql('fresh', q{GRANT EXECUTE ON FUNCTION
+	payments.new_stripe_idempotency_key(text, text),
+	payments.begin_stripe_idempotency(text, text, jsonb, interval, interval, interval),
+	payments.restart_stripe_idempotency(text, text, text, interval, interval, interval),
+	payments.check_stripe_idempotency(text, text),
+	payments.record_stripe_idempotency(text, text, text, text, jsonb, interval),
+	payments.release_stripe_idempotency(text, text, text, integer)
+	TO app});
 
 my $content = q{SELECT count(*) || ' ' || md5(string_agg((k.*)::text, '|' ORDER BY operation_type, operation_id))
 	FROM payments.stripe_idempotency_keys k};
-my $before = sql('upgraded', $content);
-
-($rc, $out, $err) = $node->psql('upgraded', 'ALTER EXTENSION stripe_idem UPDATE');
-is($rc, 0, 'ALTER EXTENSION stripe_idem UPDATE succeeds') or diag($err);
-is(sql('upgraded', q{SELECT extversion FROM pg_extension WHERE extname = 'stripe_idem'}), '1.1',
-	'the extension is at 1.1');
-is(sql('upgraded', $content), $before, 'every row kept, byte for byte');
-is(sql('upgraded', q{SELECT count(*) FROM payments.stripe_idempotency_keys k
-	WHERE NOT payments.stripe_idem_row_is_valid(k)}),
-	'0', 'every row obeys the 1.1 rules');
-is(sql('upgraded', q{SELECT string_agg(conname || ' ' || convalidated, ',' ORDER BY conname) FROM pg_constraint
-	WHERE conrelid = 'payments.stripe_idempotency_keys'::regclass AND contype = 'c'}),
-	'stripe_idempotency_keys_rules true', 'one CHECK constraint, validated against the existing rows');
-
-is(sql('upgraded', q{SELECT has_function_privilege('app', 'payments.stripe_idem_wake_sweeper()', 'EXECUTE')
-	|| ' ' || has_function_privilege('app', 'payments.stripe_idem_wake_sweeper(boolean)', 'EXECUTE')}),
-	'true false', 'the grant on stripe_idem_wake_sweeper() is kept; the new stripe_idem_wake_sweeper(boolean) is not granted');
-sql('upgraded', 'REVOKE EXECUTE ON FUNCTION payments.stripe_idem_wake_sweeper() FROM app');
 
 # Everything an install consists of, one line per fact, read from the
 # catalogs for every member of the extension: pg_dump does not show them.
@@ -177,33 +109,134 @@ my $shape = q{
 			|| ' relocatable ' || e.extrelocatable || ' schema ' || e.extnamespace::regnamespace
 		FROM pg_extension e WHERE e.extname = 'stripe_idem') lines};
 my $fresh_shape = sql('fresh', $shape);
-my $upgraded_shape = sql('upgraded', $shape);
-is($upgraded_shape, $fresh_shape, 'the updated extension has exactly the objects of a fresh 1.1 install');
 like($fresh_shape, qr/^constraint stripe_idempotency_keys_rules c CHECK/m, '(the comparison sees the constraints)');
-like($fresh_shape, qr/AS '\$libdir\/stripe_idem', \$function\$begin_stripe_idempotency\$function\$/,
+like($fresh_shape, qr/AS '\$libdir\/stripe_idem', \$function\$begin_stripe_idempotency_1_2\$function\$/,
 	'(and the functions\' C symbols)');
 like($fresh_shape, qr/^comment function payments\.stripe_idem_row_is_valid/m, '(and the comments)');
 like($fresh_shape, qr/^column 1 operation_type text collation C /m, '(and the collations)');
 like($fresh_shape, qr/stripe_idem', \$function\$stripe_idem_wake_sweeper_1_1\$function\$/, '(and the 1.1 function with its own C symbol)');
+like($fresh_shape, qr/^function payments\.begin_stripe_idempotency\(text,text,jsonb,interval,interval,interval\) .* vufalsetruefalse /m,
+	'(and SECURITY DEFINER)');
 
-# After the update: the API, in the session that was open across it and in
-# new ones, and the new rules.
-is($session->query_safe(q{SELECT state || ' ' || stripe_resource_id FROM payments.begin_stripe_idempotency('up:test', 'op-17', '{"amount": 17}')}),
-	'completed cs_op-17', 'after the update, the session open across it replays');
-$session->quit;
-$api->('upgraded', 'after the update');
-is(sql('upgraded', q{SELECT state FROM payments.begin_stripe_idempotency('up:expiring', 'op-3')}),
-	'acquired', 'after the update: an expired operation is acquired again');
-is(sql('upgraded', q{SELECT payments.cleanup_expired_idempotency_keys()}), '19',
-	'after the update: cleanup removes the other 19 expired keys');
-($rc, $out, $err) = $node->psql('upgraded', q{INSERT INTO payments.stripe_idempotency_keys
-	(operation_type, operation_id, stripe_idempotency_key, status, expires_at)
-	VALUES ('bad type', 'x', 'k', 'in_progress', now() + interval '1 day')});
-like($err, qr/violates check constraint "stripe_idempotency_keys_rules"/, 'after the update: a bad row is refused by the 1.1 rules');
-my $applied = sql('upgraded', q{SET ROLE app;
-	SELECT state FROM payments.begin_stripe_idempotency('up:app', 'a1');
-	SELECT found FROM payments.check_stripe_idempotency('up:app', 'a1')});
-is($applied, "acquired\nt", 'after the update: the application role can use the API with its grants');
+for my $version (@from)
+{
+	my $d = $db{$version};
+	is(sql($d, q{SELECT extversion FROM pg_extension WHERE extname = 'stripe_idem'}), $version,
+		"created at $version");
+
+	# The old API, with the 1.2 library loaded: rows in every state.
+	sql($d, q{
+		SET search_path = payments;
+		SELECT count(*) FROM generate_series(1, 300) i,
+			LATERAL begin_stripe_idempotency('up:test', 'op-' || i, jsonb_build_object('amount', i), lease => '1 hour');
+		SELECT count(*) FROM stripe_idempotency_keys k,
+			LATERAL record_stripe_idempotency(k.operation_type, k.operation_id, k.stripe_idempotency_key,
+				'cs_' || k.operation_id, jsonb_build_object('id', 'cs_' || k.operation_id, 'note', 'caf' || chr(233)))
+			WHERE k.operation_id::text ~ '^op-[0-9]{1,2}$';
+		SELECT count(*) FROM generate_series(1, 50) i,
+			LATERAL record_stripe_idempotency('up:direct', 'op-' || i, 'up:direct:key-' || i, NULL, jsonb_build_object('n', i));
+		SELECT count(*) FROM generate_series(1, 20) i,
+			LATERAL record_stripe_idempotency('up:expiring', 'op-' || i, 'up:expiring:key-' || i, 'cs_e', NULL, ttl => '1 second');
+		SELECT count(*) FROM generate_series(1, 5) i,
+			LATERAL begin_stripe_idempotency('up:lost', 'op-' || i, ttl => '1 second', lease => '1 second');
+	});
+	is(sql($d, q{SELECT status, count(*) FROM payments.stripe_idempotency_keys GROUP BY 1 ORDER BY 1}),
+		"completed|169\nin_progress|206", "at $version: 375 rows written through the $version API by the 1.2 library");
+
+	my $key200 = sql($d, q{SELECT stripe_idempotency_key FROM payments.stripe_idempotency_keys
+		WHERE operation_type = 'up:test' AND operation_id = 'op-200'});
+	my $api = sub {
+		my ($tag) = @_;
+		is(sql($d, q{SELECT state || ' ' || stripe_resource_id FROM payments.begin_stripe_idempotency('up:test', 'op-17', '{"amount": 17}')}),
+			'completed cs_op-17', "$tag: begin replays a completed operation");
+		is(sql($d, q{SELECT state FROM payments.begin_stripe_idempotency('up:test', 'op-17', '{"amount": 18}')}),
+			'mismatch', "$tag: other request_params are a mismatch");
+		is(sql($d, q{SELECT state || ' ' || (retry_after > '50 minutes') FROM payments.begin_stripe_idempotency('up:test', 'op-250')}),
+			'in_progress true', "$tag: a live lease is in_progress");
+		is(sql($d, q{SELECT found || ' ' || status || ' ' || stripe_resource_id FROM payments.check_stripe_idempotency('up:test', 'op-17')}),
+			'true completed cs_op-17', "$tag: check finds the completed operation");
+		is(sql($d, q{SELECT found FROM payments.check_stripe_idempotency('up:test', 'nope')}),
+			'f', "$tag: check of an unknown operation");
+		like(sql($d, q{SELECT payments.new_stripe_idempotency_key('up:test', 'x')}),
+			qr/^up:test:x:[0-9a-f-]{36}$/, "$tag: new_stripe_idempotency_key");
+	};
+	$api->("at $version");
+	is(sql($d, qq{SELECT payments.release_stripe_idempotency('up:test', 'op-200', '$key200');
+		SELECT state || ' ' || (stripe_idempotency_key = '$key200') || ' ' || attempts
+		FROM payments.begin_stripe_idempotency('up:test', 'op-200')}),
+		"t\nacquired true 2", "at $version: released and taken over with the same key");
+	# The old begin still runs in a transaction block, as it always could:
+	# installing the library breaks no caller before the update.
+	my $new = sql($d, q{BEGIN; SELECT state || ' ' || stripe_idempotency_key FROM payments.begin_stripe_idempotency('up:test', 'brand-new'); COMMIT;});
+	like($new, qr/^acquired up:test:brand-new:/, "at $version: a new operation is acquired, in a transaction block");
+	(my $newkey = $new) =~ s/^acquired //;
+	is(sql($d, qq{SELECT recorded FROM payments.record_stripe_idempotency('up:test', 'brand-new', '$newkey', 'cs_new')}),
+		't', "at $version: and recorded");
+
+	if ($version eq '1.0')
+	{
+		my ($rc, $out, $err) = $node->psql($d, q{INSERT INTO payments.stripe_idempotency_keys
+			(operation_type, operation_id, stripe_idempotency_key, status, expires_at)
+			VALUES ('bad type', 'x', 'k', 'in_progress', now() + interval '1 day')});
+		like($err, qr/violates check constraint "operation_type_format"/, 'at 1.0: the ten 1.0 CHECK constraints still hold');
+	}
+
+	# An operator's grant on an old function survives the update.
+	sql($d, 'GRANT EXECUTE ON FUNCTION payments.stripe_idem_wake_sweeper() TO app');
+
+	# A session that used the API stays open across the update.
+	my $session = $node->background_psql($d);
+	$session->query_safe(q{SELECT state FROM payments.begin_stripe_idempotency('up:test', 'op-1')});
+
+	# the keys of 'up:expiring' and the leases and keys of 'up:lost' run out
+	$node->poll_query_until($d, q{SELECT count(*) = 25 FROM payments.stripe_idempotency_keys
+		WHERE expires_at <= statement_timestamp()}) or die "the short keys did not expire";
+
+	my $before = sql($d, $content);
+	my ($rc, $out, $err) = $node->psql($d, 'ALTER EXTENSION stripe_idem UPDATE');
+	is($rc, 0, "from $version: ALTER EXTENSION stripe_idem UPDATE succeeds") or diag($err);
+	like($err, qr/WARNING:  role "app" was granted EXECUTE on the stripe_idem API/,
+		"from $version: the update says it granted EXECUTE to the role that wrote the table");
+	is(sql($d, q{SELECT extversion FROM pg_extension WHERE extname = 'stripe_idem'}), '1.2',
+		"from $version: the extension is at 1.2");
+	is(sql($d, $content), $before, "from $version: every row kept, byte for byte");
+	is(sql($d, q{SELECT count(*) FROM payments.stripe_idempotency_keys k
+		WHERE NOT payments.stripe_idem_row_is_valid(k)}),
+		'0', "from $version: every row obeys the rules");
+	is(sql($d, q{SELECT string_agg(conname || ' ' || convalidated, ',' ORDER BY conname) FROM pg_constraint
+		WHERE conrelid = 'payments.stripe_idempotency_keys'::regclass AND contype = 'c'}),
+		'stripe_idempotency_keys_rules true', "from $version: one CHECK constraint, validated against the existing rows");
+	is(sql($d, q{SELECT has_function_privilege('app', 'payments.stripe_idem_wake_sweeper()', 'EXECUTE')
+		|| ' ' || has_function_privilege('app', 'payments.stripe_idem_wake_sweeper(boolean)', 'EXECUTE')}),
+		'true false', "from $version: the grant on stripe_idem_wake_sweeper() is kept; stripe_idem_wake_sweeper(boolean) is not granted");
+	sql($d, 'REVOKE EXECUTE ON FUNCTION payments.stripe_idem_wake_sweeper() FROM app');
+
+	is(sql($d, $shape), $fresh_shape, "from $version: the updated extension has exactly the objects of a fresh 1.2 install");
+
+	# After the update: the API, in the session that was open across it and
+	# in new ones, and 1.2's rules.
+	is($session->query_safe(q{SELECT state || ' ' || stripe_resource_id FROM payments.begin_stripe_idempotency('up:test', 'op-17', '{"amount": 17}')}),
+		'completed cs_op-17', "from $version: the session open across the update replays");
+	$session->quit;
+	$api->("from $version, after the update");
+	is(sql($d, q{SELECT state FROM payments.begin_stripe_idempotency('up:expiring', 'op-3')}),
+		'acquired', "from $version: an expired completed operation is acquired again");
+	is(sql($d, q{SELECT string_agg(DISTINCT state, ',') FROM generate_series(1, 5) i,
+		payments.begin_stripe_idempotency('up:lost', 'op-' || i)}),
+		'unresolved', "from $version: an operation whose ttl ran out in progress is unresolved");
+	is(sql($d, q{SELECT payments.cleanup_expired_idempotency_keys()}), '19',
+		"from $version: cleanup removes the other 19 expired keys and keeps the unresolved ones");
+	($rc, $out, $err) = $node->psql($d, q{INSERT INTO payments.stripe_idempotency_keys
+		(operation_type, operation_id, stripe_idempotency_key, status, expires_at)
+		VALUES ('bad type', 'x', 'k', 'in_progress', now() + interval '1 day')});
+	like($err, qr/violates check constraint "stripe_idempotency_keys_rules"/, "from $version: a bad row is refused by the rules");
+	($rc, $out, $err) = $node->psql($d, q{BEGIN; SELECT state FROM payments.begin_stripe_idempotency('up:test', 'in-a-block'); COMMIT;});
+	like($err, qr/cannot run inside a transaction block/, "from $version: the 1.2 begin refuses a transaction block");
+	my $applied = sql($d, q{SET ROLE app;
+		SELECT state FROM payments.begin_stripe_idempotency('up:app', 'a1');
+		SELECT found FROM payments.check_stripe_idempotency('up:app', 'a1')});
+	is($applied, "acquired\nt", "from $version: the application role uses the API through the EXECUTE grants");
+}
 
 $node->stop;
 done_testing();
