@@ -8,7 +8,9 @@
 SELECT stripe_idempotency_key AS k FROM begin_stripe_idempotency('refund:create', 'rel_1') \gset
 SELECT state FROM begin_stripe_idempotency('refund:create', 'rel_1');
 SELECT release_stripe_idempotency('refund:create', 'rel_1', :'k') AS released;
-SELECT status, locked_until FROM stripe_idempotency_keys WHERE operation_id = 'rel_1';
+-- (the lease ends now: when it ended is kept, see stripe_idem.settle_time)
+SELECT status, locked_until <= statement_timestamp() AS lease_over
+FROM stripe_idempotency_keys WHERE operation_id = 'rel_1';
 SELECT state, stripe_idempotency_key = :'k' AS same_key, attempts
 FROM begin_stripe_idempotency('refund:create', 'rel_1');
 

@@ -13,6 +13,10 @@ CREATE PROCEDURE pg_temp.age(op text, by interval) LANGUAGE sql AS $$
 	    completed_at = completed_at - by
 	WHERE operation_id = op $$;
 
+-- Sections 1 to 5 leave out stripe_idem.settle_time (section 6), the margin
+-- kept for requests Stripe acts on after the lease they were sent under.
+SET stripe_idem.settle_time = 0;
+
 -- 1. The key window. Stripe keeps a key for at least 24 hours
 --    (stripe_idem.key_window). A takeover keeps the key, so it is allowed
 --    only while the new lease ends inside the window.
@@ -125,5 +129,28 @@ SELECT stripe_idempotency_key AS key_evt2 FROM begin_stripe_idempotency('webhook
 	'evt_2', NULL, '1 minute', '7 days') \gset
 CALL pg_temp.age('evt_2', '30 hours');
 SELECT state FROM begin_stripe_idempotency('webhook:checkout.session.completed', 'evt_2', NULL, '1 minute', '7 days');
+
+-- 6. The settle time (stripe_idem.settle_time, 10 minutes by default). A
+--    request the Stripe SDK gave up on may still be acted on by Stripe a
+--    while after its lease ended. So a takeover must leave that much of the
+--    key window free as well as its lease...
+RESET stripe_idem.settle_time;
+SELECT stripe_idempotency_key AS key_s FROM begin_stripe_idempotency('payment_intent:create', 'pi_s') \gset
+CALL pg_temp.age('pi_s', '23 hours 49 minutes');
+-- 11 minutes left: a 90 second lease and the 10 minutes do not fit, 30 seconds do
+SELECT state FROM begin_stripe_idempotency('payment_intent:create', 'pi_s');
+SELECT state, attempts FROM begin_stripe_idempotency('payment_intent:create', 'pi_s', NULL, '30 seconds');
+--    ...and a restart under a new key waits until the last lease ended that
+--    long ago: until then the application may ask Stripe before a late
+--    request made the object. A release ends the lease now, so it counts too.
+SELECT release_stripe_idempotency('payment_intent:create', 'pi_s', :'key_s', 2) AS released;
+SELECT state FROM begin_stripe_idempotency('payment_intent:create', 'pi_s');
+SELECT * FROM restart_stripe_idempotency('payment_intent:create', 'pi_s', :'key_s');
+\set VERBOSITY default
+SELECT * FROM restart_stripe_idempotency('payment_intent:create', 'pi_s', :'key_s');
+\set VERBOSITY sqlstate
+CALL pg_temp.age('pi_s', '10 minutes');
+SELECT state, stripe_idempotency_key <> :'key_s' AS new_key, attempts
+FROM restart_stripe_idempotency('payment_intent:create', 'pi_s', :'key_s');
 
 DELETE FROM stripe_idempotency_keys;

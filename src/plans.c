@@ -194,8 +194,13 @@ static const SiPlanDef plan_defs[SI_NUM_PLANS] = {
 		7, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, JSONBOID, INTERVALOID, TIMESTAMPTZOID}
 	},
 	[SI_PLAN_RELEASE] = {
-		/* $4 the caller's attempt number, or NULL for "any holder" */
-		"UPDATE @table@ SET locked_until = NULL, updated_at = " SI_NOW
+		/*
+		 * $4 the caller's attempt number, or NULL for "any holder". The
+		 * lease ends now rather than vanishing: when it ended is what
+		 * tells, later, whether a request sent under it may still reach
+		 * Stripe (stripe_idem.settle_time).
+		 */
+		"UPDATE @table@ SET locked_until = " SI_NOW ", updated_at = " SI_NOW
 		SI_WHERE_PK
 		" AND status" SI_EQ "'in_progress'"
 		" AND stripe_idempotency_key" SI_EQ "$3"
@@ -205,10 +210,11 @@ static const SiPlanDef plan_defs[SI_NUM_PLANS] = {
 	},
 	[SI_PLAN_RESTART] = {
 		/*
-		 * $3 the stored key, $4 a new key, $5 lease, $6 ttl. The caller saw
-		 * the row unresolved; as long as the key and the lapsed lease are
-		 * the same, it still is (nothing but a restart changes created_at
-		 * without changing the key).
+		 * $3 the stored key, $4 a new key, $5 lease, $6 ttl, $7 now - the
+		 * settle time. The caller saw the row unresolved and settled; as
+		 * long as the key is the same and no lease was taken since, it
+		 * still is (nothing but a restart changes created_at without
+		 * changing the key).
 		 */
 		"UPDATE @table@ SET stripe_idempotency_key = $4, attempts = 1,"
 		" locked_until = " SI_NOW " OPERATOR(pg_catalog.+) $5,"
@@ -217,8 +223,8 @@ static const SiPlanDef plan_defs[SI_NUM_PLANS] = {
 		SI_WHERE_PK
 		" AND status" SI_EQ "'in_progress'"
 		" AND stripe_idempotency_key" SI_EQ "$3"
-		" AND (locked_until IS NULL OR locked_until OPERATOR(pg_catalog.<=) " SI_NOW ")",
-		6, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, INTERVALOID, INTERVALOID}
+		" AND (locked_until IS NULL OR locked_until OPERATOR(pg_catalog.<=) $7)",
+		7, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, INTERVALOID, INTERVALOID, TIMESTAMPTZOID}
 	},
 	[SI_PLAN_CLEANUP_BATCH] = {
 		/*

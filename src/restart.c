@@ -13,8 +13,11 @@
  * replays it. If it finds none, this call hands out a new key with a lease,
  * as begin does for a new operation.
  *
- * It acts only on an unresolved row under the key the caller names: the
- * key it checked at Stripe. Anything else is refused with 55000 and
+ * It acts only on an unresolved row under the key the caller names (the
+ * key it checked at Stripe) whose last lease ended at least
+ * stripe_idem.settle_time ago: a request the SDK gave up on may still be
+ * acted on by Stripe for a while, and the application may have asked
+ * before it was. Anything else is refused with 55000 and
  * nothing is written: a completed operation has its answer; under a live
  * lease or inside the key window the old key may still be in use, and
  * begin takes it over with that key; under another key somebody restarted
@@ -59,7 +62,7 @@ restart_stripe_idempotency(PG_FUNCTION_ARGS)
 	Interval   *ttl;
 	Interval   *lease;
 	int64		window_usecs;
-	Datum		args[6];
+	Datum		args[7];
 	Datum		values[RESTART_NCOLS];
 	bool		isnull[RESTART_NCOLS];
 	int			round;
@@ -90,6 +93,7 @@ restart_stripe_idempotency(PG_FUNCTION_ARGS)
 	args[3] = PointerGetDatum(si_make_key(operation_type, operation_id));
 	args[4] = IntervalPGetDatum(lease);
 	args[5] = IntervalPGetDatum(ttl);
+	args[6] = TimestampTzGetDatum(si_settle_cutoff());
 
 	SPI_connect();
 	for (round = 0;; round++)
@@ -120,6 +124,14 @@ restart_stripe_idempotency(PG_FUNCTION_ARGS)
 		if (!si_row_unresolved(&row, lease->time, window_usecs))
 			refuse(operation_type, operation_id,
 				   "Its key may still be sent to Stripe: begin_stripe_idempotency takes it over with the same key.");
+		if (!row.settled)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("operation %s/%s cannot be restarted yet",
+							text_to_cstring(operation_type), text_to_cstring(operation_id)),
+					 errdetail("Its last lease ended less than stripe_idem.settle_time (%d s) ago: Stripe may still act on a request sent under it.",
+							   si_settle_secs),
+					 errhint("Ask Stripe again once that time has passed, then restart or record.")));
 
 		rc = SPI_execute_plan(si_plan(SI_PLAN_RESTART), args, NULL, false, 0);
 		si_spi_check(rc, SPI_OK_UPDATE, "restarting the operation");

@@ -130,6 +130,7 @@ si_read_row(Datum whole_row, SiRow *row)
 	if (nulls[SI_COL_LOCKED_UNTIL - 1])
 	{
 		row->lease_live = false;	/* no lease at all */
+		row->settled = true;
 		row->lease_left = (Datum) 0;
 		row->lease_left_null = true;
 	}
@@ -138,6 +139,7 @@ si_read_row(Datum whole_row, SiRow *row)
 		TimestampTz locked_until = DatumGetTimestampTz(values[SI_COL_LOCKED_UNTIL - 1]);
 
 		row->lease_live = locked_until > stmt_now;
+		row->settled = locked_until <= si_settle_cutoff();
 		/* the interval locked_until - now, exactly as the operator makes it */
 		row->lease_left = DirectFunctionCall2(timestamp_mi,
 											  TimestampTzGetDatum(locked_until),
@@ -179,13 +181,23 @@ si_fetch_row(Datum operation_type, Datum operation_id, SiRow *row)
 
 /*
  * The earliest created_at whose key may still get a lease of lease_usecs:
- * the lease must end inside the key window. As a timestamp, so that the
- * takeover's UPDATE can re-check it as one comparison.
+ * the lease, and the settle time after it in which Stripe may still act on
+ * a request sent under it, must end inside the key window. As a timestamp,
+ * so that the takeover's UPDATE can re-check it as one comparison.
  */
 TimestampTz
 si_takeover_cutoff(int64 lease_usecs, int64 window_usecs)
 {
-	return GetCurrentStatementStartTimestamp() + lease_usecs - window_usecs;
+	return GetCurrentStatementStartTimestamp() + lease_usecs +
+		(int64) si_settle_secs * USECS_PER_SEC - window_usecs;
+}
+
+/* Leases that ended before this are settled (stripe_idem.settle_time). */
+TimestampTz
+si_settle_cutoff(void)
+{
+	return GetCurrentStatementStartTimestamp() -
+		(int64) si_settle_secs * USECS_PER_SEC;
 }
 
 /* Rows that expired before this are absent (stripe_idem.unresolved_retention). */

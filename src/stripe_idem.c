@@ -28,6 +28,7 @@ PG_MODULE_MAGIC;
 int			si_default_ttl_secs = SECS_PER_DAY;
 int			si_default_lease_secs = 90;
 int			si_key_window_secs = SECS_PER_DAY;
+int			si_settle_secs = 10 * SECS_PER_MINUTE;
 int			si_unresolved_retention_secs = 30 * SECS_PER_DAY;
 bool		si_allow_begin_in_transaction = false;
 int			si_max_request_params_bytes = 1024 * 1024;
@@ -91,6 +92,24 @@ _PG_init(void)
 							SECS_PER_DAY,
 							SI_MIN_SECONDS, SI_MAX_SECONDS,
 							PGC_USERSET,
+							GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	/*
+	 * A request the Stripe SDK gave up on (its timeout, at the end of the
+	 * lease) may still be acted on by Stripe a while later. A takeover must
+	 * leave that much of the key window, and a restart under a new key
+	 * must wait that long after the last lease ended, or the late request
+	 * could create an object with a key Stripe forgot, or after the
+	 * application found none. An operator's setting.
+	 */
+	DefineCustomIntVariable("stripe_idem.settle_time",
+							"How long after a lease ended Stripe may still act on a request sent under it.",
+							"Takeovers keep this much of the key window free, and restart_stripe_idempotency waits this long after the last lease ended.",
+							&si_settle_secs,
+							10 * SECS_PER_MINUTE,
+							0, SECS_PER_DAY,
+							PGC_SUSET,
 							GUC_UNIT_S,
 							NULL, NULL, NULL);
 

@@ -63,6 +63,7 @@ typedef enum SiColumn
 extern int	si_default_ttl_secs;
 extern int	si_default_lease_secs;
 extern int	si_key_window_secs;
+extern int	si_settle_secs;
 extern int	si_unresolved_retention_secs;
 extern bool si_allow_begin_in_transaction;
 extern int	si_max_request_params_bytes;
@@ -135,10 +136,16 @@ extern bool si_citus_is_coordinator(void);
  *					it counts as if there were no row
  *	  unresolved	in progress, no live lease, and either expired (not yet
  *					absent) or too old for its key to be sent again: a new
- *					lease would end after created_at + key window, when Stripe
- *					may have forgotten the key. Whether Stripe acted on the
- *					key is unknown, so nobody gets a lease on it, and no new
- *					key either, until the application reconciles.
+ *					lease, plus the settle time, would end after created_at +
+ *					key window, when Stripe may have forgotten the key.
+ *					Whether Stripe acted on the key is unknown, so nobody
+ *					gets a lease on it, and no new key either, until the
+ *					application reconciles.
+ *	  settled		no request sent under a lease can still reach Stripe: the
+ *					last lease ended at least stripe_idem.settle_time ago
+ *					(a request the SDK gave up on may still be acted on by
+ *					Stripe for a while). Only a settled unresolved operation
+ *					may be restarted under a new key.
  */
 typedef struct SiRow
 {
@@ -152,6 +159,7 @@ typedef struct SiRow
 	bool		response_null;
 	int32		attempts;
 	bool		lease_live;		/* locked_until > now */
+	bool		settled;		/* locked_until is NULL or <= now - settle time */
 	Datum		lease_left;		/* interval, locked_until - now */
 	bool		lease_left_null;
 	bool		expired;		/* expires_at <= now */
@@ -165,6 +173,7 @@ extern void si_read_row(Datum whole_row, SiRow *row);
 extern bool si_row_unresolved(const SiRow *row, int64 lease_usecs, int64 window_usecs);
 extern TimestampTz si_takeover_cutoff(int64 lease_usecs, int64 window_usecs);
 extern TimestampTz si_retention_cutoff(void);
+extern TimestampTz si_settle_cutoff(void);
 extern bool si_text_equal(Datum a, Datum b);
 extern void si_deform_row(Datum row, Datum *values, bool *nulls);
 extern void si_return_row(FunctionCallInfo fcinfo, Datum *values, bool *nulls);

@@ -525,12 +525,16 @@ my $state_sql =
   . " ORDER BY k.operation_type, k.operation_id), '')) FROM $TABLE k)";
 my $row_sql =
 	"SELECT '\@W', status, stripe_idempotency_key, pg_catalog.md5(stripe_resource_id),"
-  . " pg_catalog.md5(response::text), attempts, locked_until IS NULL,"
+  . " pg_catalog.md5(response::text), attempts,"
+  . " (locked_until IS NULL OR locked_until OPERATOR(pg_catalog.<=) updated_at),"	# no lease given, or released
   . " expires_at OPERATOR(pg_catalog.<=) pg_catalog.statement_timestamp()"
   . " FROM $TABLE WHERE operation_type OPERATOR(pg_catalog.=) %s AND operation_id OPERATOR(pg_catalog.=) %s";
 
 my @calls;
-my $script = "\\set ON_ERROR_STOP 0\n\\pset fieldsep_zero on\n\\set VERBOSITY terse\n$state_sql;\n";
+# The run's leases and ttls last a second or two; without a settle time of
+# zero no restart could ever get through (stripe_idem.settle_time, 10 min).
+my $script = "\\set ON_ERROR_STOP 0\n\\pset fieldsep_zero on\n\\set VERBOSITY terse\n"
+  . "SET stripe_idem.settle_time = 0;\n$state_sql;\n";
 my $ncounted = 0;
 while ($ncounted < $ncalls)
 {
