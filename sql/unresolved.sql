@@ -140,16 +140,22 @@ CALL pg_temp.age('pi_s', '23 hours 49 minutes');
 -- 11 minutes left: a 90 second lease and the 10 minutes do not fit, 30 seconds do
 SELECT state FROM begin_stripe_idempotency('payment_intent:create', 'pi_s');
 SELECT state, attempts FROM begin_stripe_idempotency('payment_intent:create', 'pi_s', NULL, '30 seconds');
---    ...and a restart under a new key waits until the last lease ended that
---    long ago: until then the application may ask Stripe before a late
---    request made the object. A release ends the lease now, so it counts too.
+--    ...and an operation is answered unresolved (and may be restarted under
+--    a new key) only once its last lease ended that long ago: before that,
+--    the application could ask Stripe before a late request made the
+--    object. Until then it is in_progress, with the time left. A release
+--    ends the lease now, so it counts too.
 SELECT release_stripe_idempotency('payment_intent:create', 'pi_s', :'key_s', 2) AS released;
-SELECT state FROM begin_stripe_idempotency('payment_intent:create', 'pi_s');
+SELECT state, stripe_idempotency_key, retry_after > '0' AND retry_after <= '10 minutes' AS settles_within_ten_minutes
+FROM begin_stripe_idempotency('payment_intent:create', 'pi_s');
+SELECT found, status FROM check_stripe_idempotency('payment_intent:create', 'pi_s');
 SELECT * FROM restart_stripe_idempotency('payment_intent:create', 'pi_s', :'key_s');
 \set VERBOSITY default
 SELECT * FROM restart_stripe_idempotency('payment_intent:create', 'pi_s', :'key_s');
 \set VERBOSITY sqlstate
 CALL pg_temp.age('pi_s', '10 minutes');
+SELECT state, stripe_idempotency_key = :'key_s' AS same_key
+FROM begin_stripe_idempotency('payment_intent:create', 'pi_s');
 SELECT state, stripe_idempotency_key <> :'key_s' AS new_key, attempts
 FROM restart_stripe_idempotency('payment_intent:create', 'pi_s', :'key_s');
 

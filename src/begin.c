@@ -302,6 +302,26 @@ begin_operation(FunctionCallInfo fcinfo, bool api_1_2)
 			break;
 		}
 
+		if (si_row_unresolved(&row, lease_usecs, window_usecs) && !row.settled)
+		{
+			/*
+			 * Unresolved, but a request sent under the last lease may still
+			 * be acted on by Stripe: asking Stripe now could find nothing
+			 * that is made a moment later. Nobody gets the key until the
+			 * settle time has passed.
+			 */
+			TimestampTz settled_at = row.lease_end +
+				(int64) si_settle_secs * USECS_PER_SEC;
+
+			values[BEGIN_RETRY_AFTER] =
+				DirectFunctionCall2(timestamp_mi, TimestampTzGetDatum(settled_at),
+									TimestampTzGetDatum(GetCurrentStatementStartTimestamp()));
+			values[BEGIN_ATTEMPTS] = Int32GetDatum(row.attempts);
+			isnull[BEGIN_RETRY_AFTER] = isnull[BEGIN_ATTEMPTS] = false;
+			state = BEGIN_IN_PROGRESS;
+			break;
+		}
+
 		if (si_row_unresolved(&row, lease_usecs, window_usecs))
 		{
 			/*

@@ -58,8 +58,8 @@ check_stripe_idempotency(PG_FUNCTION_ARGS)
 
 	si_materialize(fcinfo);
 
-	params = makeParamList(4);
-	params->numParams = 4;
+	params = makeParamList(5);
+	params->numParams = 5;
 	params->params[0].value = PointerGetDatum(operation_type);
 	params->params[0].isnull = false;
 	params->params[0].pflags = PARAM_FLAG_CONST;
@@ -78,6 +78,10 @@ check_stripe_idempotency(PG_FUNCTION_ARGS)
 	params->params[3].isnull = false;
 	params->params[3].pflags = PARAM_FLAG_CONST;
 	params->params[3].ptype = TIMESTAMPTZOID;
+	params->params[4].value = TimestampTzGetDatum(si_settle_cutoff());
+	params->params[4].isnull = false;
+	params->params[4].pflags = PARAM_FLAG_CONST;
+	params->params[4].ptype = TIMESTAMPTZOID;
 
 	dest = CreateDestReceiver(DestTuplestore);
 	SetTuplestoreDestReceiverParams(dest, rsinfo->setResult,

@@ -137,13 +137,13 @@ static const SiPlanDef plan_defs[SI_NUM_PLANS] = {
 		/*
 		 * Exactly check's result row, so the row goes straight to the
 		 * caller. $3 the takeover cutoff for the default lease and key
-		 * window, $4 now - retention (see stripe_idem.h): an unresolved
-		 * operation is reported as such, and only an absent row is not
-		 * found.
+		 * window, $4 now - retention, $5 now - settle time (see
+		 * stripe_idem.h): a settled unresolved operation is reported as
+		 * such, and only an absent row is not found.
 		 */
 		"SELECT true,"
 		" CASE WHEN status" SI_EQ "'in_progress'"
-		"  AND (locked_until IS NULL OR locked_until OPERATOR(pg_catalog.<=) " SI_NOW ")"
+		"  AND (locked_until IS NULL OR locked_until OPERATOR(pg_catalog.<=) $5)"
 		"  AND (expires_at OPERATOR(pg_catalog.<=) " SI_NOW
 		"   OR created_at OPERATOR(pg_catalog.<) $3)"
 		" THEN 'unresolved' ELSE status END,"
@@ -152,7 +152,7 @@ static const SiPlanDef plan_defs[SI_NUM_PLANS] = {
 		" FROM @table@" SI_WHERE_PK
 		" AND (expires_at OPERATOR(pg_catalog.>) " SI_NOW
 		"  OR (status" SI_EQ "'in_progress' AND expires_at OPERATOR(pg_catalog.>) $4))",
-		4, {TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
+		5, {TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
 	},
 	[SI_PLAN_COMPLETE_OWN] = {
 		/* $3 key, $4 resource id, $5 response, $6 ttl */

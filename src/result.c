@@ -140,6 +140,7 @@ si_read_row(Datum whole_row, SiRow *row)
 
 		row->lease_live = locked_until > stmt_now;
 		row->settled = locked_until <= si_settle_cutoff();
+		row->lease_end = locked_until;
 		/* the interval locked_until - now, exactly as the operator makes it */
 		row->lease_left = DirectFunctionCall2(timestamp_mi,
 											  TimestampTzGetDatum(locked_until),

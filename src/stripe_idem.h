@@ -144,8 +144,11 @@ extern bool si_citus_is_coordinator(void);
  *	  settled		no request sent under a lease can still reach Stripe: the
  *					last lease ended at least stripe_idem.settle_time ago
  *					(a request the SDK gave up on may still be acted on by
- *					Stripe for a while). Only a settled unresolved operation
- *					may be restarted under a new key.
+ *					Stripe for a while). An unresolved operation is answered
+ *					as such only once settled (in_progress until then), so
+ *					that the application asks Stripe only when no late
+ *					request can still make the object; only then may it be
+ *					restarted under a new key.
  */
 typedef struct SiRow
 {
@@ -160,6 +163,7 @@ typedef struct SiRow
 	int32		attempts;
 	bool		lease_live;		/* locked_until > now */
 	bool		settled;		/* locked_until is NULL or <= now - settle time */
+	TimestampTz lease_end;		/* locked_until, when not NULL */
 	Datum		lease_left;		/* interval, locked_until - now */
 	bool		lease_left_null;
 	bool		expired;		/* expires_at <= now */

@@ -221,9 +221,15 @@ for my $version (@from)
 	$api->("from $version, after the update");
 	is(sql($d, q{SELECT state FROM payments.begin_stripe_idempotency('up:expiring', 'op-3')}),
 		'acquired', "from $version: an expired completed operation is acquired again");
+	# (its one-second lease ended a moment ago: without the settle time it
+	# is unresolved at once; with it, in_progress for ten minutes more)
 	is(sql($d, q{SELECT string_agg(DISTINCT state, ',') FROM generate_series(1, 5) i,
 		payments.begin_stripe_idempotency('up:lost', 'op-' || i)}),
-		'unresolved', "from $version: an operation whose ttl ran out in progress is unresolved");
+		'in_progress', "from $version: an operation whose ttl ran out in progress is in_progress until it settles");
+	is(sql($d, q{SET stripe_idem.settle_time = 0;
+		SELECT string_agg(DISTINCT state, ',') FROM generate_series(1, 5) i,
+		payments.begin_stripe_idempotency('up:lost', 'op-' || i)}),
+		'unresolved', "from $version: and unresolved once settled");
 	is(sql($d, q{SELECT payments.cleanup_expired_idempotency_keys()}), '19',
 		"from $version: cleanup removes the other 19 expired keys and keeps the unresolved ones");
 	($rc, $out, $err) = $node->psql($d, q{INSERT INTO payments.stripe_idempotency_keys
