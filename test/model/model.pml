@@ -1,0 +1,497 @@
+/*
+ * model.pml: the stripe_idem 1.2 protocol against Stripe's memory, for Spin.
+ *
+ * One operation (one row of stripe_idempotency_keys), NCALLERS callers of it,
+ * the background sweeper, Stripe, and a discrete clock. Each step below is
+ * one SQL statement of the extension (atomic: it runs under the row lock) or
+ * one call over the network, and names the C function it stands for.
+ * docs/GUARANTEES.md ("The model") says what is checked and what is not;
+ * test/model/run.sh runs it (make model).
+ *
+ * Time. Every timestamp is kept relative to "now" and clamped where the
+ * protocol stops telling values apart, so the clock runs for ever in a
+ * finite state space:
+ *   r_lease  locked_until - now        in 0..L      (0: no live lease, or NULL)
+ *   r_exp    expires_at - now + R      in 0..T+R    (R: expires_at = now;
+ *                                                     0: expires_at + R <= now)
+ *   r_win    created_at + W - now      in 0..W      (takeover needs >= L)
+ *   s_left   first use + W - now       in 0..W      (0: Stripe may forget)
+ *   c_lease  the caller's own lease    in 0..L
+ * A Tick lowers them all by one (the clock's granularity is one tick; L, W,
+ * T and R are small numbers of ticks, see the defaults below).
+ *
+ * Lives of a row. An operation whose row became ABSENT (completed and past
+ * its ttl, or in_progress and past ttl + retention) starts over under a new
+ * key by design: a second Stripe object then is a new operation, not a
+ * duplicate. The ghost fields below tell one life from the next by the
+ * design's rule, whatever the row in the table says: a row deleted or
+ * rolled back before the design allows keeps its life (its fields stay, as
+ * ghosts, with r_present = 0), and a life never ends while a caller still
+ * holds one of its keys.
+ *
+ * Assumptions (the application's side of the contract, DESIGN-1.2):
+ *   - a holder sends its key to Stripe only while its lease is live;
+ *   - begin commits before the Stripe call (begin refuses to run inside a
+ *     transaction block: a rolled-back begin is BROKEN_ROLLED_BACK_BEGIN);
+ *   - nobody calls Stripe after in_progress / unresolved (mismatch needs a
+ *     second set of parameters and is left out: it hands out no key);
+ *   - a caller holding a key finishes (records, gives up or crashes) before
+ *     the row could become absent, i.e. within ttl + retention (30 days by
+ *     default): the clock does not pass that point while it is busy;
+ *   - at most FAULTS faults in a run: a crash, a lease that runs out before
+ *     the holder called Stripe, a release. This bounds the number of keys.
+ *
+ * Properties (CHECK is a bit mask, all on by default):
+ *   1 ONE_OBJECT    never two Stripe objects in one life of the operation
+ *   2 KEY_REMEMBERED no key reaches Stripe once Stripe may have forgotten it
+ *   4 ANSWER_STABLE every completed answer of a life is the first one
+ *   LIVENESS (-DLIVENESS, pan -a -f): every caller ends with an answer.
+ *
+ * Broken variants (each removes one safeguard; test/model/run.sh expects a
+ * counterexample from each):
+ *   BROKEN_TAKEOVER_WINDOW    takeover ignores the key window
+ *   BROKEN_EXPIRED_FRESH_KEY  an expired in_progress row gets a new key (1.1)
+ *   BROKEN_SWEEP_UNRESOLVED   the sweeper deletes in_progress rows at expiry
+ *   BROKEN_CHECK_THEN_CALL    check, call Stripe with a new key, record
+ *   BROKEN_ROLLED_BACK_BEGIN  begin's transaction rolls back after the caller
+ *                             saw the key; the caller calls Stripe anyway
+ */
+
+#ifndef NCALLERS
+#define NCALLERS 3		/* callers of the one operation (at most 4) */
+#endif
+#ifndef FAULTS
+#define FAULTS 2		/* crashes, lapsed leases and releases, in all */
+#endif
+#ifndef L
+#define L 1				/* lease */
+#endif
+#ifndef W
+#define W 2				/* key window: Stripe remembers a key this long */
+#endif
+#ifndef T
+#define T 3				/* ttl */
+#endif
+#ifndef R
+#define R 1				/* stripe_idem.unresolved_retention */
+#endif
+#ifndef CHECK
+#define CHECK 7
+#endif
+
+#define MAXK 8			/* keys 1..MAXK; asserted never to run out */
+
+/* begin's and restart's answers */
+#define ACQUIRED	1
+#define COMPLETED	2
+#define IN_PROGRESS	3
+#define UNRESOLVED	4
+#define REFUSED		5	/* restart: 55000; record: 23505 */
+
+/* Stripe's memory of a key */
+#define UNUSED		0
+#define REMEMBERED	1
+
+/* The row (stripe_idempotency_keys), and its ghost when r_present = 0. */
+bit  r_present;
+bit  r_completed;		/* status: 0 in_progress, 1 completed */
+byte r_key;				/* stripe_idempotency_key */
+byte r_holder;			/* attempts, as "which acquisition": caller + 1 */
+byte r_lease;
+byte r_exp;
+byte r_win;
+byte r_result;			/* stripe_resource_id */
+
+/* Stripe: per key, whether it remembers it, how long surely, its object. */
+byte s_state[MAXK + 1];
+byte s_left[MAXK + 1];
+byte s_obj[MAXK + 1];	/* the object made with this key (in its metadata) */
+
+byte nkeys;				/* keys handed out so far (the key generator) */
+byte nobj;				/* Stripe objects made so far, all lives */
+byte life_objs;			/* ghost: Stripe objects made in this life */
+byte g_answer;			/* ghost: the first completed answer of this life */
+byte faults = FAULTS;
+byte nbusy;				/* callers holding a key */
+byte ndone;				/* callers that got their final answer */
+
+/* per caller, read by the clock */
+bit  busy[4];			/* holds a key it may still send or record */
+bit  unsent[4];			/* holds a lease and has not called Stripe yet */
+byte c_lease[4];
+
+#define EXPIRED		(r_exp <= R)	/* expires_at <= now */
+#define ABSENT		((r_completed && r_exp <= R) || (!r_completed && r_exp == 0))
+#define LIVE_LEASE	(r_lease > 0)
+#define IN_WINDOW	(r_win >= L)	/* now + L <= created_at + W */
+#define UNRESOLVED_ROW	(!r_completed && !LIVE_LEASE && (EXPIRED || !IN_WINDOW))
+/* the design's end of a life: the row (or its ghost) is absent, no key out */
+#define LIFE_OVER	(ABSENT && nbusy == 0)
+
+/* a Tick would end the lease of a holder that has not called Stripe */
+#define LAPSE(i)	((i) < NCALLERS && unsent[i] && c_lease[i] == 1)
+#define LAPSES		(LAPSE(0) + LAPSE(1) + LAPSE(2) + LAPSE(3))
+/* a Tick would make the row absent */
+#define WOULD_VANISH	(r_present && ((r_completed && r_exp == R + 1) || (!r_completed && r_exp == 1)))
+
+/* the safeguards the broken variants take away */
+#ifdef BROKEN_TAKEOVER_WINDOW
+#define TAKEOVER_WINDOW	true		/* broken: the key window is not checked */
+#else
+#define TAKEOVER_WINDOW	IN_WINDOW
+#endif
+#ifdef BROKEN_EXPIRED_FRESH_KEY
+/* broken (1.1): an expired in_progress row counts as absent */
+#define EXPIRED_IS_ABSENT	(!r_completed && !LIVE_LEASE && EXPIRED)
+#else
+#define EXPIRED_IS_ABSENT	false
+#endif
+#ifdef BROKEN_SWEEP_UNRESOLVED
+/* broken: unresolved rows deleted at expiry, retention ignored */
+#define SWEEP_RETENTION	true
+#else
+#define SWEEP_RETENTION	(r_completed || r_exp == 0)
+#endif
+
+#define P_ONE_OBJECT		(!(CHECK & 1) || life_objs <= 1)
+#define P_KEY_REMEMBERED(k)	(!(CHECK & 2) || s_state[k] == UNUSED || s_left[k] > 0)
+#define P_ANSWER_STABLE(x)	(!(CHECK & 4) || g_answer == 0 || g_answer == (x))
+
+#define dec(x)	if :: (x) > 0 -> x-- :: else -> skip fi
+
+/*
+ * The clock. One tick: every lease, expiry, window and Stripe memory moves
+ * one step closer to its end. A holder whose lease runs out before it
+ * called Stripe spends a fault (LAPSES); the clock does not make a row
+ * absent while a caller holds one of its keys (see the assumptions).
+ */
+active proctype Tick()
+{
+	byte i;
+end_tick:
+	do
+	:: d_step {
+		LAPSES <= faults && !(WOULD_VANISH && nbusy > 0) ->
+		faults = faults - LAPSES;
+		dec(r_lease);
+		dec(r_exp);
+		dec(r_win);
+		i = 1;
+		do
+		:: i <= nkeys -> dec(s_left[i]); i++
+		:: else -> break
+		od;
+		i = 0;
+		do
+		:: i < NCALLERS -> dec(c_lease[i]); i++
+		:: else -> break
+		od;
+		i = 0
+	}
+	od
+}
+
+inline clear_row()
+{
+	r_completed = 0; r_key = 0; r_holder = 0; r_lease = 0;
+	r_exp = 0; r_win = 0; r_result = 0
+}
+
+/*
+ * cleanup.c si_cleanup_batch (the sweeper, sweeper_worker.c, and
+ * cleanup_expired_idempotency_keys): the batch DELETE, one row at a time
+ * here: expires_at <= now, no live lease, and (completed or expires_at + R
+ * <= now); FOR UPDATE SKIP LOCKED makes it one atomic step per row.
+ */
+active proctype Sweeper()
+{
+end_sweep:
+	do
+	:: d_step {
+		r_present && EXPIRED && !LIVE_LEASE && SWEEP_RETENTION ->
+		r_present = 0;
+		/* nothing of a finished life is kept; a life cut short stays a ghost */
+		if
+		:: LIFE_OVER -> clear_row()
+		:: else -> skip
+		fi
+	}
+	od
+}
+
+/*
+ * Stripe: a key it does not remember makes a new object; a key it
+ * remembers returns the first object. Forgetting is decided when a key
+ * arrives: once its window has passed (s_left = 0) Stripe may have
+ * forgotten it, and the model takes both answers. Forgotten keys that never
+ * come back make no difference to anyone, so this loses nothing.
+ */
+inline stripe_call(k, obj)
+{
+	assert(P_KEY_REMEMBERED(k));
+	if
+	:: s_state[k] == REMEMBERED -> obj = s_obj[k]
+	:: s_state[k] == UNUSED || s_left[k] == 0 ->
+		nobj++;
+		life_objs++;
+		assert(P_ONE_OBJECT);
+		obj = nobj;
+		s_state[k] = REMEMBERED;
+		s_left[k] = W;
+		s_obj[k] = obj
+	fi
+}
+
+/* begin/restart: a new key, created_at = now, the lease taken */
+inline new_key_row(me, k)
+{
+	nkeys++;
+	assert(nkeys <= MAXK);
+	r_present = 1; r_completed = 0; r_key = nkeys; r_holder = me + 1;
+	r_lease = L; r_exp = T + R; r_win = W; r_result = 0;
+	k = nkeys
+}
+
+inline hold(me)
+{
+	busy[me] = 1; unsent[me] = 1; c_lease[me] = L; nbusy++
+}
+
+inline let_go(me)
+{
+	if
+	:: busy[me] -> nbusy--
+	:: else -> skip
+	fi;
+	busy[me] = 0; unsent[me] = 0; c_lease[me] = 0
+}
+
+inline answer(x)
+{
+	assert(P_ANSWER_STABLE(x));
+	g_answer = x
+}
+
+proctype Caller(byte me)
+{
+	byte k;			/* the key this caller holds, if any */
+	byte obj;		/* what Stripe answered */
+	byte res;
+	bit fresh;		/* begin made a new key (for BROKEN_ROLLED_BACK_BEGIN) */
+
+start:
+	atomic { let_go(me); k = 0; obj = 0; res = 0; fresh = 0 };
+
+#ifdef BROKEN_CHECK_THEN_CALL
+	/*
+	 * The seed's flow, broken: check_stripe_idempotency (check.c); if
+	 * nothing completed is there, call Stripe with a new random key
+	 * (new_stripe_idempotency_key, keygen.c), then record. No lease.
+	 */
+	d_step {
+		if
+		:: r_present && !ABSENT && r_completed ->
+			obj = r_result; res = COMPLETED;
+			answer(obj); ndone++
+		:: else ->
+			if
+			:: LIFE_OVER -> life_objs = 0; g_answer = 0
+			:: else -> skip
+			fi;
+			nkeys++;
+			assert(nkeys <= MAXK);
+			k = nkeys;
+			busy[me] = 1; nbusy++;
+			res = ACQUIRED
+		fi
+	};
+	if
+	:: res == COMPLETED -> goto done
+	:: res == ACQUIRED -> skip
+	fi;
+	if
+	:: atomic { stripe_call(k, obj) }; goto answered
+	:: d_step { faults > 0 -> faults-- }; goto start	/* crash before the call */
+	fi;
+#else
+	/*
+	 * begin.c begin_stripe_idempotency: the row read, then the INSERT (no
+	 * row), the REPLACE (absent row), the conditional takeover UPDATE, or
+	 * the answer from the row as read; one atomic step (the statements run
+	 * under the row lock, and begin's retry loop ends in one of these).
+	 */
+	d_step {
+		if
+		:: !r_present || ABSENT || EXPIRED_IS_ABSENT ->
+			/* SI_PLAN_INSERT_ACQUIRE / SI_PLAN_REPLACE_EXPIRED: a new key */
+			if
+			:: LIFE_OVER -> life_objs = 0; g_answer = 0
+			:: else -> skip
+			fi;
+			new_key_row(me, k);
+			hold(me);
+			fresh = 1;
+			res = ACQUIRED
+		:: else ->
+			if
+			:: r_completed ->
+				/* completed: the stored key and result */
+				k = r_key; obj = r_result; res = COMPLETED;
+				answer(obj); ndone++
+			:: !r_completed && LIVE_LEASE ->
+				/* in_progress: no key, retry_after */
+				res = IN_PROGRESS
+			:: !r_completed && !LIVE_LEASE && !EXPIRED && TAKEOVER_WINDOW ->
+				/* SI_PLAN_TAKEOVER: same key, attempts + 1, lease, expiry */
+				r_holder = me + 1;
+				r_lease = L;
+				if
+				:: r_exp < L + R -> r_exp = L + R
+				:: else -> skip
+				fi;
+				k = r_key;
+				hold(me);
+				res = ACQUIRED
+			:: else ->
+				/* unresolved: the stored key, nothing written */
+				k = r_key;
+				busy[me] = 1; nbusy++;
+				res = UNRESOLVED
+			fi
+		fi
+	};
+	if
+	:: res == ACQUIRED -> skip
+	:: res == COMPLETED -> goto done
+	:: res == IN_PROGRESS -> goto start		/* wait retry_after, begin again */
+	:: res == UNRESOLVED -> goto reconcile
+	fi;
+
+#ifdef BROKEN_ROLLED_BACK_BEGIN
+	/*
+	 * broken: begin ran inside the caller's transaction, which rolls back
+	 * after the caller read the key: the new row vanishes (its life stays,
+	 * as a ghost), and the caller calls Stripe all the same.
+	 */
+	if
+	:: fresh -> r_present = 0
+	:: skip
+	fi;
+#endif
+
+holding:
+	/* The holder: the Stripe call, made only while the lease is live. */
+	if
+	:: atomic { c_lease[me] > 0 -> stripe_call(k, obj); unsent[me] = 0 };
+		goto answered
+	:: c_lease[me] == 0 ->
+		/* the lease ran out first (the clock spent a fault): no call */
+		goto start
+	:: d_step { faults > 0 -> faults-- };
+		/* crash after begin committed, before the Stripe call */
+		goto start
+	:: d_step {
+		faults > 0 -> faults--;
+		/* release.c release_stripe_idempotency (SI_PLAN_RELEASE): the
+		 * holder gives up without calling Stripe */
+		if
+		:: r_present && !r_completed && r_key == k && r_holder == me + 1 && !EXPIRED ->
+			r_lease = 0
+		:: else -> skip
+		fi
+	};
+		goto start
+	fi;
+
+reconcile:
+	/*
+	 * The application's reconcile path for unresolved: ask Stripe whether
+	 * an object was made for the operation (with key k in its metadata; a
+	 * key replaced by restart never made one). If so, record it with k;
+	 * if not, restart.c restart_stripe_idempotency for a fresh key.
+	 */
+	if
+	:: s_obj[k] != 0 -> obj = s_obj[k]; goto answered
+	:: s_obj[k] == 0 ->
+		d_step {
+			/* restart.c: only an unresolved in_progress row with key k */
+			if
+			:: r_present && !ABSENT && r_key == k && UNRESOLVED_ROW ->
+				let_go(me);
+				new_key_row(me, k);
+				hold(me);
+				res = ACQUIRED
+			:: else ->
+				/* 55000, nothing written */
+				res = REFUSED
+			fi
+		};
+		if
+		:: res == ACQUIRED -> goto holding
+		:: else -> goto start
+		fi
+	fi;
+#endif /* BROKEN_CHECK_THEN_CALL */
+
+answered:
+	/* Stripe answered with obj: record it. */
+	if
+	:: d_step {
+		/* record.c record_stripe_idempotency */
+		if
+		:: r_present && !ABSENT && !r_completed && r_key == k ->
+			/* SI_PLAN_COMPLETE_OWN: completed, lease dropped, new expiry */
+			r_completed = 1; r_result = obj; r_lease = 0; r_exp = T + R;
+			res = COMPLETED
+		:: r_present && !ABSENT && r_completed ->
+			/* recorded = false: the first result is returned */
+			obj = r_result;
+			res = COMPLETED
+		:: !r_present || ABSENT ->
+			/* SI_PLAN_INSERT_COMPLETED / _REPLACE_EXPIRED_COMPLETED */
+			r_present = 1; r_completed = 1; r_key = k; r_holder = 0;
+			r_lease = 0; r_exp = T + R; r_win = W; r_result = obj;
+			res = COMPLETED
+		:: else ->
+			/* in_progress under another key: 23505, nothing written */
+			res = REFUSED
+		fi;
+		if
+		:: res == COMPLETED -> answer(obj); let_go(me); ndone++
+		:: else -> skip
+		fi
+	};
+		if
+		:: res == COMPLETED -> goto done
+		:: else -> goto start
+		fi
+	:: d_step { faults > 0 -> faults-- };
+		/* crash after Stripe answered (or the answer was lost), or inside
+		 * record: its statement rolls back, nothing written */
+		goto start
+	fi;
+
+done:
+	skip
+}
+
+init
+{
+	atomic {
+		run Caller(0);
+#if NCALLERS > 1
+		run Caller(1);
+#endif
+#if NCALLERS > 2
+		run Caller(2);
+#endif
+#if NCALLERS > 3
+		run Caller(3);
+#endif
+	}
+}
+
+#ifdef LIVENESS
+/* with weak fairness (pan -a -f): every caller ends with an answer */
+ltl all_answered { <> (ndone == NCALLERS) }
+#endif
