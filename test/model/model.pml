@@ -157,6 +157,18 @@ byte c_lease[4];
 #define P_KEY_REMEMBERED(k)	(!(CHECK & 2) || s_state[k] == UNUSED || s_left[k] > 0)
 #define P_ANSWER_STABLE(x)	(!(CHECK & 4) || g_answer == 0 || g_answer == (x))
 
+/*
+ * Reachability probes: with -DCOVER=n, probe n is an assertion that fails
+ * where the model reaches the situation it names, so a clean search can
+ * not come from a model that never gets there (test/model/run.sh checks
+ * that every probe is reached). Without COVER they are nothing.
+ */
+#ifdef COVER
+#define reached(n)	assert(COVER != n)
+#else
+#define reached(n)	skip
+#endif
+
 #define dec(x)	if :: (x) > 0 -> x-- :: else -> skip fi
 
 /*
@@ -173,6 +185,7 @@ end_tick:
 	:: d_step {
 		LAPSES <= faults && !(WOULD_VANISH && nbusy > 0) ->
 		faults = faults - LAPSES;
+		printf("clock: tick\n");
 		dec(r_lease);
 		dec(r_exp);
 		dec(r_win);
@@ -209,6 +222,11 @@ end_sweep:
 	do
 	:: d_step {
 		r_present && EXPIRED && !LIVE_LEASE && SWEEP_RETENTION ->
+		printf("sweeper: row deleted (completed %d, key %d)\n", r_completed, r_key);
+		if
+		:: r_completed -> reached(10)
+		:: else -> reached(11)
+		fi;
 		r_present = 0;
 		/* nothing of a finished life is kept; a life cut short stays a ghost */
 		if
@@ -230,7 +248,10 @@ inline stripe_call(k, obj)
 {
 	assert(P_KEY_REMEMBERED(k));
 	if
-	:: s_state[k] == REMEMBERED -> obj = s_obj[k]
+	:: s_state[k] == REMEMBERED ->
+		obj = s_obj[k];
+		reached(13);
+		printf("stripe: key %d remembered, object %d again\n", k, obj)
 	:: s_state[k] == UNUSED || s_left[k] == 0 ->
 		nobj++;
 		life_objs++;
@@ -238,7 +259,8 @@ inline stripe_call(k, obj)
 		obj = nobj;
 		s_state[k] = REMEMBERED;
 		s_left[k] = W;
-		s_obj[k] = obj
+		s_obj[k] = obj;
+		printf("stripe: key %d unknown, new object %d (%d in this life)\n", k, obj, life_objs)
 	fi
 }
 
@@ -292,6 +314,7 @@ start:
 		if
 		:: r_present && !ABSENT && r_completed ->
 			obj = r_result; res = COMPLETED;
+			printf("caller %d: check -> completed, object %d\n", me, obj);
 			answer(obj); ndone++
 		:: else ->
 			if
@@ -302,6 +325,7 @@ start:
 			assert(nkeys <= MAXK);
 			k = nkeys;
 			busy[me] = 1; nbusy++;
+			printf("caller %d: check -> nothing completed, new key %d\n", me, k);
 			res = ACQUIRED
 		fi
 	};
@@ -325,21 +349,31 @@ start:
 		:: !r_present || ABSENT || EXPIRED_IS_ABSENT ->
 			/* SI_PLAN_INSERT_ACQUIRE / SI_PLAN_REPLACE_EXPIRED: a new key */
 			if
-			:: LIFE_OVER -> life_objs = 0; g_answer = 0
+			:: LIFE_OVER ->
+				if
+				:: nobj > 0 -> reached(12)
+				:: else -> skip
+				fi;
+				life_objs = 0; g_answer = 0
 			:: else -> skip
 			fi;
 			new_key_row(me, k);
 			hold(me);
 			fresh = 1;
+			printf("caller %d: begin -> acquired, new key %d\n", me, k);
 			res = ACQUIRED
 		:: else ->
 			if
 			:: r_completed ->
 				/* completed: the stored key and result */
 				k = r_key; obj = r_result; res = COMPLETED;
+				reached(14);
+				printf("caller %d: begin -> completed, key %d, object %d\n", me, k, obj);
 				answer(obj); ndone++
 			:: !r_completed && LIVE_LEASE ->
 				/* in_progress: no key, retry_after */
+				reached(15);
+				printf("caller %d: begin -> in_progress\n", me);
 				res = IN_PROGRESS
 			:: !r_completed && !LIVE_LEASE && !EXPIRED && TAKEOVER_WINDOW ->
 				/* SI_PLAN_TAKEOVER: same key, attempts + 1, lease, expiry */
@@ -351,11 +385,18 @@ start:
 				fi;
 				k = r_key;
 				hold(me);
+				reached(1);
+				printf("caller %d: begin -> acquired by takeover, same key %d\n", me, k);
 				res = ACQUIRED
 			:: else ->
 				/* unresolved: the stored key, nothing written */
 				k = r_key;
 				busy[me] = 1; nbusy++;
+				if
+				:: EXPIRED -> reached(3)
+				:: else -> reached(2)
+				fi;
+				printf("caller %d: begin -> unresolved, key %d (expired %d)\n", me, k, EXPIRED);
 				res = UNRESOLVED
 			fi
 		fi
@@ -374,7 +415,8 @@ start:
 	 * as a ghost), and the caller calls Stripe all the same.
 	 */
 	if
-	:: fresh -> r_present = 0
+	:: fresh -> r_present = 0;
+		printf("caller %d: begin's transaction rolled back, key %d kept\n", me, k)
 	:: skip
 	fi;
 #endif
@@ -386,8 +428,12 @@ holding:
 		goto answered
 	:: c_lease[me] == 0 ->
 		/* the lease ran out first (the clock spent a fault): no call */
+		printf("caller %d: lease ran out before the Stripe call\n", me);
 		goto start
-	:: d_step { faults > 0 -> faults-- };
+	:: d_step {
+		faults > 0 -> faults--;
+		printf("caller %d: crash before the Stripe call\n", me)
+	};
 		/* crash after begin committed, before the Stripe call */
 		goto start
 	:: d_step {
@@ -396,9 +442,14 @@ holding:
 		 * holder gives up without calling Stripe */
 		if
 		:: r_present && !r_completed && r_key == k && r_holder == me + 1 && !EXPIRED ->
+			if
+			:: r_lease > 0 -> reached(9)
+			:: else -> skip
+			fi;
 			r_lease = 0
 		:: else -> skip
-		fi
+		fi;
+		printf("caller %d: release, key %d\n", me, k)
 	};
 		goto start
 	fi;
@@ -411,7 +462,11 @@ reconcile:
 	 * if not, restart.c restart_stripe_idempotency for a fresh key.
 	 */
 	if
-	:: s_obj[k] != 0 -> obj = s_obj[k]; goto answered
+	:: s_obj[k] != 0 ->
+		obj = s_obj[k];
+		reached(4);
+		printf("caller %d: reconcile: Stripe has object %d for key %d\n", me, obj, k);
+		goto answered
 	:: s_obj[k] == 0 ->
 		d_step {
 			/* restart.c: only an unresolved in_progress row with key k */
@@ -420,9 +475,13 @@ reconcile:
 				let_go(me);
 				new_key_row(me, k);
 				hold(me);
+				reached(5);
+				printf("caller %d: reconcile: no object; restart -> new key %d\n", me, k);
 				res = ACQUIRED
 			:: else ->
 				/* 55000, nothing written */
+				reached(6);
+				printf("caller %d: reconcile: no object; restart refused\n", me);
 				res = REFUSED
 			fi
 		};
@@ -442,18 +501,25 @@ answered:
 		:: r_present && !ABSENT && !r_completed && r_key == k ->
 			/* SI_PLAN_COMPLETE_OWN: completed, lease dropped, new expiry */
 			r_completed = 1; r_result = obj; r_lease = 0; r_exp = T + R;
+			printf("caller %d: record key %d, object %d -> completed\n", me, k, obj);
 			res = COMPLETED
 		:: r_present && !ABSENT && r_completed ->
 			/* recorded = false: the first result is returned */
 			obj = r_result;
+			reached(8);
+			printf("caller %d: record -> already completed, object %d\n", me, obj);
 			res = COMPLETED
 		:: !r_present || ABSENT ->
 			/* SI_PLAN_INSERT_COMPLETED / _REPLACE_EXPIRED_COMPLETED */
 			r_present = 1; r_completed = 1; r_key = k; r_holder = 0;
 			r_lease = 0; r_exp = T + R; r_win = W; r_result = obj;
+			reached(16);
+			printf("caller %d: record key %d, object %d -> inserted completed\n", me, k, obj);
 			res = COMPLETED
 		:: else ->
 			/* in_progress under another key: 23505, nothing written */
+			reached(7);
+			printf("caller %d: record key %d refused (23505)\n", me, k);
 			res = REFUSED
 		fi;
 		if
@@ -465,7 +531,10 @@ answered:
 		:: res == COMPLETED -> goto done
 		:: else -> goto start
 		fi
-	:: d_step { faults > 0 -> faults-- };
+	:: d_step {
+		faults > 0 -> faults--;
+		printf("caller %d: crash after Stripe answered\n", me)
+	};
 		/* crash after Stripe answered (or the answer was lost), or inside
 		 * record: its statement rolls back, nothing written */
 		goto start
