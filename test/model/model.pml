@@ -11,7 +11,8 @@
  * Time. Every timestamp is kept relative to "now" and clamped where the
  * protocol stops telling values apart, so the clock runs for ever in a
  * finite state space:
- *   r_lease  locked_until - now        in 0..L      (0: no live lease, or NULL)
+ *   r_lease  locked_until - now + LM   in 0..L+LM   (live above LM; LM is 0
+ *                                                     but for UNRESOLVED_MARGIN)
  *   r_exp    expires_at - now + R      in 0..T+R    (R: expires_at = now;
  *                                                     0: expires_at + R <= now)
  *   r_win    created_at + W - now      in 0..W      (takeover needs >= L)
@@ -55,6 +56,18 @@
  *   BROKEN_CHECK_THEN_CALL    check, call Stripe with a new key, record
  *   BROKEN_ROLLED_BACK_BEGIN  begin's transaction rolls back after the caller
  *                             saw the key; the caller calls Stripe anyway
+ *
+ * A harsher Stripe (not in the design's assumptions, see GUARANTEES.md):
+ *   SLOW_STRIPE        a request leaves while the lease is live, but Stripe
+ *                      may act on it up to D ticks later, after the caller's
+ *                      SDK gave up and its lease ran out (the reconcile's
+ *                      question may come before Stripe made the object)
+ *   WINDOW_MARGIN      remedy, half one: takeover only while
+ *                      now + L + D <= created_at + W
+ *   UNRESOLVED_MARGIN  remedy, half two: begin answers unresolved (and
+ *                      restart accepts a row) only once the lease has been
+ *                      over for D ticks; until then in_progress. release
+ *                      ends the lease now instead of setting it to NULL.
  */
 
 #ifndef NCALLERS
@@ -77,6 +90,14 @@
 #endif
 #ifndef CHECK
 #define CHECK 7
+#endif
+#ifndef D
+#define D 1				/* SLOW_STRIPE: the longest Stripe takes to act */
+#endif
+#ifdef UNRESOLVED_MARGIN
+#define LM D			/* how long a lease's end is remembered */
+#else
+#define LM 0
 #endif
 
 #define MAXK 8			/* keys 1..MAXK; asserted never to run out */
@@ -116,21 +137,34 @@ byte nbusy;				/* callers holding a key */
 byte ndone;				/* callers that got their final answer */
 
 /* per caller, read by the clock */
+/* SLOW_STRIPE: the request a caller sent and Stripe has not acted on yet */
+byte pend[4];			/* its key, 0: none */
+byte pend_age[4];		/* ticks since it left */
+byte c_obj[4];			/* Stripe's answer, if the caller still waits */
+
 bit  busy[4];			/* holds a key it may still send or record */
 bit  unsent[4];			/* holds a lease and has not called Stripe yet */
 byte c_lease[4];
 
 #define EXPIRED		(r_exp <= R)	/* expires_at <= now */
 #define ABSENT		((r_completed && r_exp <= R) || (!r_completed && r_exp == 0))
-#define LIVE_LEASE	(r_lease > 0)
+#define LIVE_LEASE	(r_lease > LM)
+#define SETTLED		(r_lease == 0)	/* no lease for LM ticks at least */
+#ifdef WINDOW_MARGIN
+#define IN_WINDOW	(r_win >= L + D)	/* now + L + D <= created_at + W */
+#else
 #define IN_WINDOW	(r_win >= L)	/* now + L <= created_at + W */
-#define UNRESOLVED_ROW	(!r_completed && !LIVE_LEASE && (EXPIRED || !IN_WINDOW))
+#endif
+#define UNRESOLVED_ROW	(!r_completed && SETTLED && (EXPIRED || !IN_WINDOW))
 /* the design's end of a life: the row (or its ghost) is absent, no key out */
 #define LIFE_OVER	(ABSENT && nbusy == 0)
 
 /* a Tick would end the lease of a holder that has not called Stripe */
 #define LAPSE(i)	((i) < NCALLERS && unsent[i] && c_lease[i] == 1)
 #define LAPSES		(LAPSE(0) + LAPSE(1) + LAPSE(2) + LAPSE(3))
+/* a Tick would take a request in flight past D */
+#define DUE(i)		(pend[i] != 0 && pend_age[i] >= D)
+#define ANY_DUE		(DUE(0) || DUE(1) || DUE(2) || DUE(3))
 /* a Tick would make the row absent */
 #define WOULD_VANISH	(r_present && ((r_completed && r_exp == R + 1) || (!r_completed && r_exp == 1)))
 
@@ -183,7 +217,7 @@ active proctype Tick()
 end_tick:
 	do
 	:: d_step {
-		LAPSES <= faults && !(WOULD_VANISH && nbusy > 0) ->
+		LAPSES <= faults && !(WOULD_VANISH && nbusy > 0) && !ANY_DUE ->
 		faults = faults - LAPSES;
 		printf("clock: tick\n");
 		dec(r_lease);
@@ -196,13 +230,20 @@ end_tick:
 		od;
 		i = 0;
 		do
-		:: i < NCALLERS -> dec(c_lease[i]); i++
+		:: i < NCALLERS ->
+			dec(c_lease[i]);
+			if
+			:: pend[i] != 0 -> pend_age[i]++
+			:: else -> skip
+			fi;
+			i++
 		:: else -> break
 		od;
 		i = 0
 	}
 	od
 }
+
 
 inline clear_row()
 {
@@ -264,13 +305,38 @@ inline stripe_call(k, obj)
 	fi
 }
 
+#ifdef SLOW_STRIPE
+/* Stripe acts on the request caller i sent, at any time within D ticks */
+inline deliver(i)
+{
+	stripe_call(pend[i], o);
+	if
+	:: unsent[i] -> c_obj[i] = o
+	:: else -> skip
+	fi;
+	pend[i] = 0; pend_age[i] = 0; o = 0
+}
+
+active proctype StripeApi()
+{
+	byte o;
+end_api:
+	do
+	:: atomic { pend[0] != 0 -> deliver(0) }
+	:: atomic { pend[1] != 0 -> deliver(1) }
+	:: atomic { pend[2] != 0 -> deliver(2) }
+	:: atomic { pend[3] != 0 -> deliver(3) }
+	od
+}
+#endif
+
 /* begin/restart: a new key, created_at = now, the lease taken */
 inline new_key_row(me, k)
 {
 	nkeys++;
 	assert(nkeys <= MAXK);
 	r_present = 1; r_completed = 0; r_key = nkeys; r_holder = me + 1;
-	r_lease = L; r_exp = T + R; r_win = W; r_result = 0;
+	r_lease = L + LM; r_exp = T + R; r_win = W; r_result = 0;
 	k = nkeys
 }
 
@@ -285,7 +351,7 @@ inline let_go(me)
 	:: busy[me] -> nbusy--
 	:: else -> skip
 	fi;
-	busy[me] = 0; unsent[me] = 0; c_lease[me] = 0
+	busy[me] = 0; unsent[me] = 0; c_lease[me] = 0; c_obj[me] = 0
 }
 
 inline answer(x)
@@ -378,7 +444,7 @@ start:
 			:: !r_completed && !LIVE_LEASE && !EXPIRED && TAKEOVER_WINDOW ->
 				/* SI_PLAN_TAKEOVER: same key, attempts + 1, lease, expiry */
 				r_holder = me + 1;
-				r_lease = L;
+				r_lease = L + LM;
 				if
 				:: r_exp < L + R -> r_exp = L + R
 				:: else -> skip
@@ -388,6 +454,10 @@ start:
 				reached(1);
 				printf("caller %d: begin -> acquired by takeover, same key %d\n", me, k);
 				res = ACQUIRED
+			:: !r_completed && !LIVE_LEASE && !SETTLED ->
+				/* UNRESOLVED_MARGIN: the lease ended less than D ago */
+				printf("caller %d: begin -> in_progress (lease just ended)\n", me);
+				res = IN_PROGRESS
 			:: else ->
 				/* unresolved: the stored key, nothing written */
 				k = r_key;
@@ -424,8 +494,17 @@ start:
 holding:
 	/* The holder: the Stripe call, made only while the lease is live. */
 	if
+#ifdef SLOW_STRIPE
+	:: d_step {
+		c_lease[me] > 0 && pend[me] == 0 ->
+		pend[me] = k; pend_age[me] = 0; c_obj[me] = 0;
+		printf("caller %d: request with key %d sent\n", me, k)
+	};
+		goto waiting
+#else
 	:: atomic { c_lease[me] > 0 -> stripe_call(k, obj); unsent[me] = 0 };
 		goto answered
+#endif
 	:: c_lease[me] == 0 ->
 		/* the lease ran out first (the clock spent a fault): no call */
 		printf("caller %d: lease ran out before the Stripe call\n", me);
@@ -443,16 +522,31 @@ holding:
 		if
 		:: r_present && !r_completed && r_key == k && r_holder == me + 1 && !EXPIRED ->
 			if
-			:: r_lease > 0 -> reached(9)
+			:: LIVE_LEASE -> reached(9); r_lease = LM
 			:: else -> skip
-			fi;
-			r_lease = 0
+			fi
 		:: else -> skip
 		fi;
 		printf("caller %d: release, key %d\n", me, k)
 	};
 		goto start
 	fi;
+
+#ifdef SLOW_STRIPE
+waiting:
+	/* the SDK waits for Stripe's answer while the lease lives */
+	if
+	:: d_step { c_obj[me] != 0 -> obj = c_obj[me]; c_obj[me] = 0; unsent[me] = 0 };
+		goto answered
+	:: c_lease[me] == 0 ->
+		/* the SDK gave up (the clock spent a fault); the request may
+		 * still reach Stripe */
+		printf("caller %d: no answer before the lease ended, gave up\n", me);
+		goto start
+	:: d_step { faults > 0 -> faults--; printf("caller %d: crash waiting for Stripe\n", me) };
+		goto start
+	fi;
+#endif
 
 reconcile:
 	/*

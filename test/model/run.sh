@@ -12,7 +12,10 @@
 # - every broken variant (-DBROKEN_...) must give a counterexample; the
 #   search is breadth-first, so the trail is a shortest one; it is kept in
 #   the work directory, and the line printed with it replays it (each step
-#   prints what the caller, Stripe, the sweeper or the clock did).
+#   prints what the caller, Stripe, the sweeper or the clock did);
+# - beyond the design's assumptions, a Stripe that acts on a request after
+#   the caller's lease ended (-DSLOW_STRIPE): the 1.2 text must still give
+#   its counterexamples, and the remedy (both margins) must be clean.
 #
 # Prints one "ok - ..." or "not ok - ..." line per check with pan's verdict
 # (errors, states stored, depth reached, seconds), then
@@ -185,6 +188,18 @@ expect_error broken-expired-fresh-key "a fresh key for an expired in_progress ro
 expect_error broken-sweep-unresolved "the sweeper deleting unresolved rows before retention" "$CFG_A -DBROKEN_SWEEP_UNRESOLVED" "-DBFS" ""
 expect_error broken-check-then-call "check, call Stripe with a new key, record (no lease)" "$CFG_A -DBROKEN_CHECK_THEN_CALL" "-DBFS" ""
 expect_error broken-rolled-back-begin "a rolled-back begin whose caller calls Stripe anyway" "$CFG_A -DBROKEN_ROLLED_BACK_BEGIN" "-DBFS" ""
+
+# Beyond the design's assumptions: Stripe acting on a request up to D ticks
+# after it left (after the SDK gave up and the lease ended). The 1.2 text
+# has no margin for that; docs/GUARANTEES.md ("The model") tells the two
+# counterexamples and the remedy checked here.
+CFG_E="-DL=1 -DW=3 -DT=4 -DR=1 -DNCALLERS=3 -DFAULTS=3 -DD=1"
+echo "# a slow Stripe (setting E: $CFG_E): the 1.2 text fails, both margins hold"
+expect_error slow-1.2 "slow Stripe, 1.2 as written: counterexample expected" "$CFG_E -DSLOW_STRIPE" "-DBFS" ""
+expect_error slow-window-margin "slow Stripe, key window margin only: counterexample expected" "$CFG_E -DSLOW_STRIPE -DWINDOW_MARGIN" "-DBFS" ""
+expect_error slow-unresolved-margin "slow Stripe, unresolved margin only: counterexample expected" "$CFG_E -DSLOW_STRIPE -DUNRESOLVED_MARGIN" "-DBFS" ""
+expect_clean slow-both-margins "slow Stripe, both margins: all safety properties hold (E)" "$CFG_E -DSLOW_STRIPE -DWINDOW_MARGIN -DUNRESOLVED_MARGIN" "" ""
+expect_clean both-margins "both margins, Stripe acting at once: all safety properties hold (E)" "$CFG_E -DWINDOW_MARGIN -DUNRESOLVED_MARGIN" "" ""
 
 echo "MODEL_RESULT $pass $fail"
 [ "$fail" = 0 ]
