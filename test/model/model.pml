@@ -74,7 +74,7 @@
 #define NCALLERS 3		/* callers of the one operation (at most 4) */
 #endif
 #ifndef FAULTS
-#define FAULTS 2		/* crashes, lapsed leases and releases, in all */
+#define FAULTS 3		/* crashes, lapsed leases and releases, in all */
 #endif
 #ifndef L
 #define L 1				/* lease */
@@ -306,7 +306,12 @@ inline stripe_call(k, obj)
 }
 
 #ifdef SLOW_STRIPE
-/* Stripe acts on the request caller i sent, at any time within D ticks */
+/*
+ * Stripe acts on the request caller i sent, at any time within D ticks.
+ * (A request whose key's first request is still running gets 409 from
+ * Stripe; here it waits its turn and gets the object: nothing the
+ * properties look at changes.)
+ */
 inline deliver(i)
 {
 	stripe_call(pend[i], o);
