@@ -129,6 +129,7 @@ expect_error() {
 		*life_objs*) msg="two Stripe objects for one operation ($msg)" ;;
 		*s_left*) msg="a key sent after Stripe may have forgotten it ($msg)" ;;
 		*g_answer*) msg="a completed answer changed ($msg)" ;;
+		*acceptance*) msg="a run in which not every caller gets an answer ($msg)" ;;
 	esac
 	flags=$(cat "$dir/spin.flags")
 	if grep -qE 'errors: [1-9]' "$log" && [ -f "$dir/model.pml.trail" ] &&
@@ -151,6 +152,9 @@ expect_clean real-C "real model, all safety properties, lease of two ticks (C: $
 expect_clean real-D "real model, all safety properties, four callers (D: $CFG_D)" "$CFG_D" "" ""
 echo "# liveness: weak fairness (pan -a -f), every caller ends with an answer"
 expect_clean real-liveness "real model, liveness under weak fairness (A)" "$CFG_A -DLIVENESS" "-DNFAIR=3" "-a -f"
+# The same claim without fairness must fail (the clock ticking for ever
+# while the callers wait): the check can tell the two apart.
+expect_error real-liveness-unfair "liveness without fairness: counterexample expected" "$CFG_A -DLIVENESS" "-DNFAIR=3" "-a"
 
 echo "# reachability probes (setting A): each must be reached"
 probes=(
