@@ -447,7 +447,8 @@ start:
 				printf("caller %d: begin -> in_progress\n", me);
 				res = IN_PROGRESS
 			:: !r_completed && !LIVE_LEASE && !EXPIRED && TAKEOVER_WINDOW ->
-				/* SI_PLAN_TAKEOVER: same key, attempts + 1, lease, expiry */
+				/* SI_PLAN_TAKEOVER: same key, attempts + 1, locked_until =
+				 * now + L, expires_at = GREATEST(expires_at, now + L) */
 				r_holder = me + 1;
 				r_lease = L + LM;
 				if
@@ -497,7 +498,8 @@ start:
 #endif
 
 holding:
-	/* The holder: the Stripe call, made only while the lease is live. */
+	/* The holder: the application's Stripe call with key k as its
+	 * Idempotency-Key, made only while the lease is live. */
 	if
 #ifdef SLOW_STRIPE
 	:: d_step {
