@@ -5,6 +5,7 @@
 #   make demo                   throwaway cluster, the checkout flow and the sweeper
 #   make demo PGMAJOR=17        the same on PostgreSQL 17 (or 18), in a Debian chroot
 #   make test                   every suite on PostgreSQL 15, 17 and 18, ends "N passed, N failed"
+#   make model                  the Spin model of the protocol (test/model; also in make test)
 
 MODULE_big = stripe_idem
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
@@ -32,13 +33,15 @@ else
 include $(PGXS)
 endif
 
-.PHONY: demo test bench bench-smoke test-asan test-memcheck
+.PHONY: demo test bench bench-smoke test-asan test-memcheck model
 demo:
 	@PGMAJOR="$(PGMAJOR)" bash test/demo.sh
 test:
 	@bash test/run_tests.sh
 bench:
 	@bash bench/run.sh
+model:
+	@bash test/model/run.sh
 bench-smoke:
 	@bash bench/run.sh --smoke
 # Memory checking (also part of make test): regress, isolation and a fuzz

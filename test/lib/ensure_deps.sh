@@ -4,7 +4,8 @@
 #   ensure_deps.sh            install what is missing (root), or print the apt line and fail
 #   ensure_deps.sh --check    only report; fail when something is missing
 #   ensure_deps.sh --bench    also the benchmark tools (gnuplot)
-#   ensure_deps.sh --test     also the static and memory checkers (cppcheck, valgrind) and
+#   ensure_deps.sh --test     also the static and memory checkers (cppcheck, valgrind),
+#                             spin for the model of the protocol (test/model), and
 #                             pgbouncer, for the suites that test through a pooler
 #   ensure_deps.sh --chroot   also debootstrap, for the chroots of the other majors
 #
@@ -45,6 +46,7 @@ command -v gcc >/dev/null || missing+=(gcc)
 if [ "$want_test" = 1 ]; then
 	command -v cppcheck >/dev/null || missing+=(cppcheck)
 	command -v valgrind >/dev/null || missing+=(valgrind)
+	command -v spin >/dev/null || missing+=(spin)
 	[ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null || missing+=(pgbouncer)
 fi
 if [ "$want_chroot" = 1 ]; then
