@@ -274,6 +274,12 @@ my $shards_sql = q{SELECT n.nodeport, s.shardid FROM pg_dist_shard s
 	WHERE s.logicalrelid = 'stripe_idempotency_keys'::regclass ORDER BY 1, 2};
 my $shards_before = sql_on($coord, $shards_sql);
 
+# The distribution cannot be undone: Citus refuses to undistribute a table
+# that belongs to an extension (docs/CITUS.md).
+isnt(sqlstate($coord, q{SELECT undistribute_table('stripe_idempotency_keys')}), 'ok',
+	'undistribute_table is refused');
+is(sql_on($coord, $shards_sql), $shards_before, 'and the shards stay where they were');
+
 # DROP EXTENSION on the coordinator is refused while shards exist, with or
 # without CASCADE, by the extension's event trigger (src/drop_guard.c),
 # before anything is dropped: the same on every PostgreSQL major, whatever

@@ -12,7 +12,7 @@ if [ ! -f "$("$PGBIN/pg_config" --pkglibdir)/citus.so" ]; then
 	exit 0
 fi
 # What the run is recorded with in docs/CITUS.md.
-echo "== Citus $(sed -n "s/^default_version *= *'\(.*\)'/\1/p" "$("$PGBIN/pg_config" --sharedir)/extension/citus.control") on PostgreSQL $("$PGBIN/postgres" --version | sed 's/^postgres (PostgreSQL) //')"
+echo "== citus extension version $(sed -n "s/^default_version *= *'\(.*\)'/\1/p" "$("$PGBIN/pg_config" --sharedir)/extension/citus.control") on PostgreSQL $("$PGBIN/postgres" --version | sed 's/^postgres (PostgreSQL) //')"
 cd "$SRC/test"
 PGXS_DIR=$(dirname "$(dirname "$("$PGBIN/pg_config" --pgxs)")")
 export TESTDIR="$SUITE_DIR" PG_REGRESS="$PGXS_DIR/test/regress/pg_regress"
