@@ -3,7 +3,13 @@
 # through the coordinator, with the rows in shards on both workers; the
 # begin race from eight clients; what key uniqueness holds; cleanup through
 # the coordinator and each worker's sweeper emptying its own shards while
-# live rows and leases stay; a worker stopped and started again mid-run.
+# live rows and leases stay; a worker stopped and started again mid-run;
+# the shards seen through pg_dist_shard and pg_dist_placement; DROP
+# EXTENSION refused while shards exist, and the deliberate way out.
+#
+# A check that fails does not stop the ones after it: once the cluster is
+# up, statements run through sql_on(), which returns the error text (for
+# is() to show) instead of dying.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -38,6 +44,17 @@ $coord->safe_psql('postgres', qq{
 	CREATE EXTENSION stripe_idem;
 });
 
+# Run SQL on a node; its output, or "ERROR: ..." when it failed (the
+# failure is then the check's, and the script goes on).
+sub sql_on
+{
+	my ($node, $sql) = @_;
+	my ($ret, $out, $err) = $node->psql('postgres', $sql, on_error_stop => 1);
+	return $out if $ret == 0;
+	diag('port ' . $node->port . ": $err");
+	return "ERROR: $err";
+}
+
 # A psql call that is expected to fail: its SQLSTATE.
 sub sqlstate
 {
@@ -51,11 +68,11 @@ is(sqlstate($coord, 'SELECT stripe_idem_distribute(0)'), '22023',
 	'a shard count below 1 is refused');
 is(sqlstate($w1, 'SELECT stripe_idem_distribute()'), '55000',
 	'distribute refuses to run on a worker');
-is($coord->safe_psql('postgres', 'SELECT stripe_idem_distribute(8)'), '',
+is(sql_on($coord, 'SELECT stripe_idem_distribute(8)'), '',
 	'distribute runs once on the coordinator');
 is(sqlstate($coord, 'SELECT stripe_idem_distribute()'), '42710',
 	'a second distribute is refused: already distributed');
-is($coord->safe_psql('postgres', q{
+is(sql_on($coord, q{
 	SELECT pg_catalog.count(*) FROM pg_catalog.pg_dist_object o
 	JOIN pg_catalog.pg_proc p ON o.classid = 'pg_proc'::regclass AND o.objid = p.oid
 	WHERE p.proname IN ('begin_stripe_idempotency', 'check_stripe_idempotency',
@@ -64,7 +81,7 @@ is($coord->safe_psql('postgres', q{
 	'4', 'begin, check, record and release are delegated by operation_id');
 
 # Every state of begin, and check, record and release, through the coordinator.
-sub q1 { return $coord->safe_psql('postgres', $_[0]); }
+sub q1 { return sql_on($coord, $_[0]); }
 is(q1(q{SELECT state || ' ' || attempts FROM begin_stripe_idempotency('c', 'op1', '{"a": 1}')}),
 	'acquired 1', 'begin: acquired');
 is(q1(q{SELECT state FROM begin_stripe_idempotency('c', 'op1', '{"a": 1}')}),
@@ -87,12 +104,12 @@ q1(q{SELECT pg_catalog.count(*) FROM pg_catalog.generate_series(1, 40) g,
 	LATERAL begin_stripe_idempotency('spread', 'op' || g)});
 for my $w ($w1, $w2)
 {
-	my $n = $coord->safe_psql('postgres', qq{
+	my $n = sql_on($coord, qq{
 		SELECT result FROM pg_catalog.run_command_on_placements('stripe_idempotency_keys',
 			'SELECT pg_catalog.count(*) FROM %s')
 		WHERE nodeport = ${\ $w->port}});
 	my $sum = 0;
-	$sum += $_ for split /\n/, $n;
+	$sum += $_ for grep { /^\d+$/ } split /\n/, $n;
 	ok($sum > 0, 'worker on port ' . $w->port . ' holds rows');
 }
 
@@ -176,23 +193,22 @@ is(count_where("NOT ($expired)"), $kept_before + 600, 'live rows and leases stay
 
 # A row locked by a caller is skipped, never waited for.
 add_rows('x2', 20, 'expired');
-my $psql = $w1->background_psql('postgres');
+my $psql = $w1->background_psql('postgres', on_error_stop => 0);
 my $w1_shard_row = q1(qq{
 	SELECT operation_id FROM stripe_idempotency_keys WHERE operation_type = 'x2'
 	AND pg_catalog.get_shard_id_for_distribution_column('stripe_idempotency_keys', operation_id)
 	  IN (SELECT shardid FROM pg_catalog.pg_dist_shard_placement WHERE nodeport = ${\ $w1->port})
 	LIMIT 1});
-$psql->query_safe(qq{BEGIN; SELECT 1 FROM stripe_idempotency_keys WHERE operation_type = 'x2'
+$psql->query(qq{BEGIN; SELECT 1 FROM stripe_idempotency_keys WHERE operation_type = 'x2'
 	AND operation_id = '$w1_shard_row' FOR UPDATE});
 is(q1('SELECT cleanup_expired_idempotency_keys()'), '19', 'cleanup skips a row a caller has locked');
-$psql->query_safe('COMMIT');
+$psql->query('COMMIT');
 $psql->quit;
 is(q1('SELECT cleanup_expired_idempotency_keys()'), '1', 'and deletes it once it is free');
 
 # The sweepers: each worker sweeps the shards it holds.
 add_rows('x3', 200, $_) for qw(expired abandoned live leased);
-$coord->safe_psql('postgres', 'SELECT stripe_idem_wake_sweeper()');
-$_->safe_psql('postgres', 'SELECT stripe_idem_wake_sweeper()') for ($w1, $w2);
+sql_on($_, 'SELECT stripe_idem_wake_sweeper()') for ($coord, $w1, $w2);
 ok($coord->poll_query_until('postgres',
 	"SELECT pg_catalog.count(*) = 0 FROM stripe_idempotency_keys WHERE $expired"),
 	'the workers\' sweepers empty every shard of expired rows');
@@ -208,8 +224,9 @@ ok($coord->poll_query_until('postgres',
 	'the coordinator\'s sweeper passes without error (it holds no shard)');
 
 # Each sweeper says once what it sweeps, not every pass.
-my $passes = $w1->safe_psql('postgres', 'SELECT passes FROM stripe_idem_sweeper');
-$w1->safe_psql('postgres', 'SELECT stripe_idem_wake_sweeper()');
+my $passes = sql_on($w1, 'SELECT passes FROM stripe_idem_sweeper');
+$passes = 0 unless $passes =~ /^\d+$/;
+sql_on($w1, 'SELECT stripe_idem_wake_sweeper()');
 ok($w1->poll_query_until('postgres', "SELECT passes > $passes FROM stripe_idem_sweeper"),
 	'a second sweeper pass on a worker');
 my @said = slurp_file($w1->logfile) =~ /distributed by Citus; this node sweeps the (\d+) shards it holds/g;
@@ -236,24 +253,77 @@ is(count_where($expired), '0', 'and the stopped worker\'s expired rows are gone 
 is(q1(qq{SELECT state FROM begin_stripe_idempotency('down', '$on_w1')}), 'in_progress',
 	'the lease taken meanwhile holds');
 
-# DROP EXTENSION on the coordinator is refused, on every node (the CHECK
-# constraints of the shards depend on the extension's function); the
-# documented way out drops the shards first, then nothing is left anywhere.
+# The shards and their placements. citus_shards and citus_tables leave out
+# tables that belong to an extension, so they show nothing of this one;
+# Citus's catalogs do. The query as docs/CITUS.md gives it.
+is(sql_on($coord, q{SELECT pg_catalog.count(*) FROM citus_shards
+	WHERE table_name = 'stripe_idempotency_keys'::regclass}), '0',
+	'citus_shards leaves the extension\'s table out');
+my $placements_sql = q{SELECT n.nodename, n.nodeport, count(*) AS shards
+FROM pg_dist_shard s
+JOIN pg_dist_placement p USING (shardid)
+JOIN pg_dist_node n USING (groupid)
+WHERE s.logicalrelid = 'stripe_idempotency_keys'::regclass
+GROUP BY n.nodename, n.nodeport
+ORDER BY n.nodeport;};
+my @placed = sort map { (split /\|/)[1] . ' ' . (split /\|/)[2] } grep { /\|/ } split /\n/, sql_on($coord, $placements_sql);
+is(join(', ', @placed), join(', ', sort map { $_->port . ' 4' } $w1, $w2),
+	'pg_dist_shard and pg_dist_placement: 4 shards on each worker');
+my $shards_sql = q{SELECT n.nodeport, s.shardid FROM pg_dist_shard s
+	JOIN pg_dist_placement p USING (shardid) JOIN pg_dist_node n USING (groupid)
+	WHERE s.logicalrelid = 'stripe_idempotency_keys'::regclass ORDER BY 1, 2};
+my $shards_before = sql_on($coord, $shards_sql);
+
+# The distribution cannot be undone: Citus refuses to undistribute a table
+# that belongs to an extension (docs/CITUS.md).
+isnt(sqlstate($coord, q{SELECT undistribute_table('stripe_idempotency_keys')}), 'ok',
+	'undistribute_table is refused');
+is(sql_on($coord, $shards_sql), $shards_before, 'and the shards stay where they were');
+
+# DROP EXTENSION on the coordinator is refused while shards exist, with or
+# without CASCADE, by the extension's event trigger (src/drop_guard.c),
+# before anything is dropped: the same on every PostgreSQL major, whatever
+# Citus's drop trigger would make of the table. The hint names the way out.
 my $rows = count_where('true');
 is(sqlstate($coord, 'DROP EXTENSION stripe_idem'), '2BP01',
 	'DROP EXTENSION alone is refused while shards exist');
+is(sqlstate($coord, 'DROP EXTENSION stripe_idem CASCADE'), '2BP01',
+	'DROP EXTENSION ... CASCADE is refused too');
+{
+	my ($ret, $out, $err) = $coord->psql('postgres', 'DROP EXTENSION stripe_idem');
+	like($err, qr/HINT:  To delete every key deliberately, drop the shards first: SELECT citus_drop_all_shards\('public\.stripe_idempotency_keys'::regclass, 'public', 'stripe_idempotency_keys'\); then DROP EXTENSION stripe_idem\./,
+		'the hint names citus_drop_all_shards() with the table\'s schema');
+}
 is(count_where('true'), $rows, 'and every row is still there');
-$coord->safe_psql('postgres', q{
-	SELECT pg_catalog.citus_drop_all_shards('stripe_idempotency_keys'::pg_catalog.regclass,
-		'public', 'stripe_idempotency_keys');
-	DROP EXTENSION stripe_idem});
+is(sql_on($coord, $shards_sql), $shards_before, 'and every shard, on the same worker');
 for my $node ($coord, $w1, $w2)
 {
-	is($node->safe_psql('postgres', q{
+	is(sql_on($node, q{SELECT (SELECT pg_catalog.count(*) FROM pg_catalog.pg_extension WHERE extname = 'stripe_idem')
+		|| ' ' || (SELECT pg_catalog.count(*) FROM pg_catalog.pg_dist_shard
+			WHERE logicalrelid = 'stripe_idempotency_keys'::regclass)}),
+		'1 8', 'the extension and the shard metadata are still there on port ' . $node->port);
+}
+for my $w ($w1, $w2)
+{
+	is(sql_on($w, q{SET citus.override_table_visibility TO off;
+		SELECT pg_catalog.count(*) FROM pg_catalog.pg_class
+		WHERE relname LIKE 'stripe\_idempotency\_keys\_%' AND relkind = 'r'}), '4',
+		'the 4 shard tables are still there on port ' . $w->port);
+}
+
+# The deliberate way out, as docs/CITUS.md gives it: drop the shards, then
+# the extension; then nothing is left anywhere.
+is(sql_on($coord, q{SELECT citus_drop_all_shards('stripe_idempotency_keys'::regclass, 'public', 'stripe_idempotency_keys');}),
+	'8', 'citus_drop_all_shards drops the 8 shards');
+is(sql_on($coord, q{DROP EXTENSION stripe_idem;}), '', 'then DROP EXTENSION goes through');
+for my $node ($coord, $w1, $w2)
+{
+	is(sql_on($node, q{SET citus.override_table_visibility TO off;
 		SELECT (SELECT pg_catalog.count(*) FROM pg_catalog.pg_class WHERE relname LIKE 'stripe\_idem%')
 		    || ' ' || (SELECT pg_catalog.count(*) FROM pg_catalog.pg_extension WHERE extname = 'stripe_idem')
-		    || ' ' || (SELECT pg_catalog.count(*) FROM pg_catalog.pg_dist_partition)}),
-		'0 0 0', 'after citus_drop_all_shards and DROP EXTENSION nothing is left on port ' . $node->port);
+		    || ' ' || (SELECT pg_catalog.count(*) FROM pg_catalog.pg_dist_partition)
+		    || ' ' || (SELECT pg_catalog.count(*) FROM pg_catalog.pg_event_trigger WHERE evtname LIKE 'stripe\_idem%')}),
+		'0 0 0 0', 'after citus_drop_all_shards and DROP EXTENSION nothing is left on port ' . $node->port);
 }
 
 done_testing();

@@ -11,6 +11,8 @@ if [ ! -f "$("$PGBIN/pg_config" --pkglibdir)/citus.so" ]; then
 	echo "SUITE_RESULT 0 0 1"
 	exit 0
 fi
+# What the run is recorded with in docs/CITUS.md.
+echo "== citus extension version $(sed -n "s/^default_version *= *'\(.*\)'/\1/p" "$("$PGBIN/pg_config" --sharedir)/extension/citus.control") on PostgreSQL $("$PGBIN/postgres" --version | sed 's/^postgres (PostgreSQL) //')"
 cd "$SRC/test"
 PGXS_DIR=$(dirname "$(dirname "$("$PGBIN/pg_config" --pgxs)")")
 export TESTDIR="$SUITE_DIR" PG_REGRESS="$PGXS_DIR/test/regress/pg_regress"

@@ -101,15 +101,18 @@ my %calls = (
 	'stripe_idem_sweeper' => q{SELECT * FROM payments.stripe_idem_sweeper()},
 	'stripe_idem_wake_sweeper' => q{SELECT payments.stripe_idem_wake_sweeper()},
 	'stripe_idem_distribute' => q{SELECT payments.stripe_idem_distribute()},
+	'stripe_idem_drop_guard' => q{SELECT payments.stripe_idem_drop_guard()},
 	'view stripe_idem_stats' => q{SELECT * FROM payments.stripe_idem_stats},
 	'view stripe_idem_sweeper' => q{SELECT * FROM payments.stripe_idem_sweeper},
 	'table stripe_idempotency_keys' => q{SELECT * FROM payments.stripe_idempotency_keys},
 );
 
 # The list above covers every member of the extension but the second
-# stripe_idem_wake_sweeper (checked on its own below) and the table's CHECK
+# stripe_idem_wake_sweeper (checked on its own below), the table's CHECK
 # function (it judges only the row value it is handed; not executable by
-# PUBLIC either, checked below), so a function added later without a
+# PUBLIC either, checked below) and the event trigger stripe_idem_drop_guard
+# (it runs its function, whatever the grants, only for DROP EXTENSION), so
+# a function added later without a
 # privilege test fails here.
 # (The implicit row types of the table and views, and their array types,
 # which 17 and 18 record as members too, are left out: they come and go with
@@ -117,14 +120,14 @@ my %calls = (
 is($node->safe_psql('postgres', q{
 	SELECT string_agg(m, ',' ORDER BY m) FROM (
 		SELECT regexp_replace(pg_describe_object(classid, objid, 0),
-			'^(function|view|table) (payments\.)?([a-z_]+).*$', '\1 \3') AS m
+			'^(function|view|table|event trigger) (payments\.)?([a-z_]+).*$', '\1 \3') AS m
 		FROM pg_depend WHERE refclassid = 'pg_extension'::regclass AND deptype = 'e'
 		AND refobjid = (SELECT oid FROM pg_extension WHERE extname = 'stripe_idem')
 		AND NOT EXISTS (SELECT FROM pg_type t LEFT JOIN pg_type e ON e.oid = t.typelem
 		                WHERE classid = 'pg_type'::regclass AND t.oid = objid
 		                  AND (t.typrelid <> 0 OR e.typrelid <> 0))) members}),
-	join(',', sort map { /^(view|table) / ? $_ : "function $_" } keys(%calls), 'stripe_idem_row_is_valid',
-		'stripe_idem_wake_sweeper'),
+	join(',', sort map { /^(view|table|event trigger) / ? $_ : "function $_" } keys(%calls), 'stripe_idem_row_is_valid',
+		'stripe_idem_wake_sweeper', 'event trigger stripe_idem_drop_guard'),
 	'the test knows every function, view and table of the extension');
 
 for my $role ('nobody', 'outsider')
