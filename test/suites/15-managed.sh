@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# majors: all
+# The managed edition (tle/stripe_idem_tle.sql, SQL and PL/pgSQL only)
+# held to the C extension's contract: installed with psql -f into a
+# throwaway cluster that does not load stripe_idem, it runs
+#   - the regression tests of test/managed/regress_schedule,
+#   - the isolation specs of test/isolation_schedule,
+#   - the sweep scheduled with pg_cron, when pg_cron is installed,
+# from the C extension's own inputs. The inputs are copied with two
+# mechanical changes, so that every assertion stays the same:
+#   - a line "CREATE EXTENSION [IF NOT EXISTS] stripe_idem;" becomes
+#     "\i in/setup.sql", which installs the edition from the file when the
+#     database has none (test/managed/setup.sql); in a spec, whose setup
+#     cannot run psql, it goes, and "DROP EXTENSION stripe_idem;" becomes
+#     "TRUNCATE stripe_idempotency_keys;";
+#   - each regression test starts with "\set SHOW_CONTEXT never":
+#     PL/pgSQL adds a CONTEXT line to its errors, C functions do not.
+# Parts that test what only the C extension has (its 1.0 script, Citus)
+# are left out, from the line test/managed/cut names to the end of the
+# file. The expected files get the same changes. Where the editions answer
+# differently, test/managed/expected/NAME.out is the expected output
+# instead; each such difference is listed and explained in docs/MANAGED.md.
+set -uo pipefail
+source "$SRC/test/lib/cluster.sh"
+source "$SRC/test/lib/regress_output.sh"
+cd "$SUITE_DIR"
+PGXS_DIR=$(dirname "$(dirname "$(pg_config --pgxs)")")
+
+pass=0
+fail=0
+skip=0
+
+# ---- the inputs
+in="$SUITE_DIR/in"
+mkdir -p "$in/sql" "$in/expected" "$in/specs"
+cp "$SRC/tle/stripe_idem_tle.sql" "$SRC/test/managed/setup.sql" "$in/"
+schedule=$(cat "$SRC/test/managed/regress_schedule")
+# upto FILE NAME: FILE up to the line test/managed/cut names for test NAME
+upto() {
+	local line
+	line=$(grep -F "$2|" "$SRC/test/managed/cut" | cut -d'|' -f2-)
+	if [ -n "$line" ]; then
+		awk -v stop="$line" '$0 == stop { exit } { print }' "$1"
+	else
+		cat "$1"
+	fi
+}
+for t in $schedule; do
+	upto "$SRC/sql/$t.sql" "$t" |
+		sed -E 's/^CREATE EXTENSION (IF NOT EXISTS )?stripe_idem;$/\\i in\/setup.sql/' |
+		sed '1i \\\\set SHOW_CONTEXT never' >"$in/sql/$t.sql"
+	if [ -f "$SRC/test/managed/expected/$t.out" ]; then
+		cp "$SRC/test/managed/expected/$t.out" "$in/expected/$t.out"
+	else
+		# the setup line is echoed with the first line of setup.sql; the
+		# C extension's "already exists" notice has no counterpart
+		upto "$SRC/expected/$t.out" "$t" |
+			sed -E 's/^CREATE EXTENSION (IF NOT EXISTS )?stripe_idem;$/\\i in\/setup.sql\n\\set ECHO none/' |
+			sed -E '/^\\set ECHO none$/{n;/^NOTICE:  (42710|extension "stripe_idem" already exists, skipping)$/d}' |
+			sed '1i \\\\set SHOW_CONTEXT never' >"$in/expected/$t.out"
+	fi
+done
+ispecs=$(cat "$SRC/test/isolation_schedule")
+mkdir -p "$in/iso/specs" "$in/iso/expected"
+for t in $ispecs; do
+	sed -e 's/^\tCREATE EXTENSION IF NOT EXISTS stripe_idem;$//' \
+		-e 's/^\tDROP EXTENSION stripe_idem;$/\tTRUNCATE stripe_idempotency_keys;/' \
+		"$SRC/test/specs/$t.spec" >"$in/iso/specs/$t.spec"
+	if [ -f "$SRC/test/managed/expected/$t.out" ]; then
+		cp "$SRC/test/managed/expected/$t.out" "$in/iso/expected/$t.out"
+	else
+		cp "$SRC/test/expected/$t.out" "$in/iso/expected/$t.out"
+	fi
+done
+
+# ---- a cluster without stripe_idem; the edition from the file
+cluster_start "$SUITE_DIR/c" || { echo "SUITE_RESULT 0 1"; exit 0; }
+ok() { pass=$((pass + 1)); echo "ok   $*"; }
+bad() { fail=$((fail + 1)); echo "FAIL $*"; }
+
+grep -q stripe_idem <<<"$(psql -XAtc 'SHOW shared_preload_libraries')" &&
+	bad "stripe_idem is preloaded" || ok "stripe_idem is not preloaded"
+
+for db in contrib_regression isolation_regression; do
+	createdb "$db"
+	if cluster_psql -d "$db" -f "$in/stripe_idem_tle.sql" >"install-$db.log" 2>&1; then
+		ok "psql -f tle/stripe_idem_tle.sql into $db"
+	else
+		cat "install-$db.log"
+		bad "psql -f tle/stripe_idem_tle.sql into $db"
+	fi
+done
+# installed for real: no C library anywhere
+n=$(psql -XAt -d contrib_regression -c "SELECT count(*) FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
+	WHERE p.pronamespace = 'public'::regnamespace AND l.lanname = 'c'")
+[ "$n" = 0 ] && ok "no C function in the edition" || bad "$n C functions in the edition"
+# The installer learns how to sweep without pg_cron.
+grep -q 'pg_cron is not installed' "install-contrib_regression.log" &&
+	ok "without pg_cron the install says how to schedule the sweep" ||
+	bad "no NOTICE about scheduling the sweep"
+
+# ---- regression
+"$PGXS_DIR/test/regress/pg_regress" --bindir="$PGBIN" --use-existing \
+	--host="$PGHOST" --port="$PGPORT" --dbname=contrib_regression \
+	--inputdir="$in" --outputdir="$SUITE_DIR/regress" $schedule 2>&1 | tee pg_regress.out
+[ -f regress/regression.diffs ] && cat regress/regression.diffs
+p=$(regress_passed pg_regress.out)
+total=$(wc -w <<<"$schedule")
+pass=$((pass + p))
+fail=$((fail + total - p))
+
+# ---- isolation
+"$PGXS_DIR/test/isolation/pg_isolation_regress" --bindir="$PGBIN" --use-existing \
+	--host="$PGHOST" --port="$PGPORT" --dbname=isolation_regression \
+	--inputdir="$in/iso" --outputdir="$SUITE_DIR/isolation" $ispecs 2>&1 | tee pg_isolation.out
+[ -f isolation/regression.diffs ] && cat isolation/regression.diffs
+p=$(regress_passed pg_isolation.out)
+total=$(wc -w <<<"$ispecs")
+pass=$((pass + p))
+fail=$((fail + total - p))
+cluster_stop
+
+# ---- the sweep with pg_cron
+if [ -f "$(pg_config --pkglibdir)/pg_cron.so" ]; then
+	bash "$SRC/test/managed/cron_sweep.sh" "$SUITE_DIR/cron" | tee cron.out
+	pass=$((pass + $(grep -c '^ok ' cron.out)))
+	fail=$((fail + $(grep -c '^FAIL ' cron.out)))
+else
+	skip=$((skip + 1))
+	echo "SUITE_SKIPPED pg_cron is not installed for PostgreSQL $PGMAJOR (postgresql-$PGMAJOR-cron): the sweep job was not run"
+fi
+
+echo "SUITE_RESULT $pass $fail $skip"
