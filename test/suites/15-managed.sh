@@ -5,6 +5,8 @@
 # throwaway cluster that does not load stripe_idem, it runs
 #   - the regression tests of test/managed/regress_schedule,
 #   - the isolation specs of test/isolation_schedule,
+#   - the race (t/001_concurrency_smoke.pl) and the fuzz (t/203_fuzz.pl),
+#     with STRIPE_IDEM_EDITION=managed,
 #   - the sweep scheduled with pg_cron, when pg_cron is installed,
 # from the C extension's own inputs. The inputs are copied with two
 # mechanical changes, so that every assertion stays the same:
@@ -119,6 +121,24 @@ total=$(wc -w <<<"$ispecs")
 pass=$((pass + p))
 fail=$((fail + total - p))
 cluster_stop
+
+# ---- the race and the fuzz (TAP), with STRIPE_IDEM_EDITION=managed
+(
+	cd "$SRC/test"
+	export TESTDIR="$SUITE_DIR/tap" PG_REGRESS="$PGXS_DIR/test/regress/pg_regress"
+	export PGPORT=$(free_port) STRIPE_IDEM_EDITION=managed
+	mkdir -p "$SUITE_DIR/tap/tmp_check"
+	perl -I "$PGXS_DIR/test/perl" -I "$SRC/test/lib" "$SRC/test/lib/tap_run.pl" \
+		t/001_concurrency_smoke.pl t/203_fuzz.pl
+) 2>&1 | tee tap.out
+res=$(grep -E '^SUITE_RESULT [0-9]+ [0-9]+$' tap.out | tail -n 1)
+if [ -n "$res" ]; then
+	read -r _ p f <<<"$res"
+	pass=$((pass + p))
+	fail=$((fail + f))
+else
+	fail=$((fail + 1))
+fi
 
 # ---- the sweep with pg_cron
 if [ -f "$(pg_config --pkglibdir)/pg_cron.so" ]; then
