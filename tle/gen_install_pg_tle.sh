@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Writes tle/install_pg_tle.sql from tle/stripe_idem_tle.sql: the edition as
+# a pg_tle extension, one self-contained file that a SQL editor (Supabase's,
+# RDS Query Editor) or psql runs as is. Run it after changing
+# stripe_idem_tle.sql; test/suites/15-managed.sh fails when the two differ.
+#   bash tle/gen_install_pg_tle.sh [OUTPUT]
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+body="$here/stripe_idem_tle.sql"
+out=${1:-$here/install_pg_tle.sql}
+delim='$stripe_idem_tle_1_2$'
+if grep -qF "$delim" "$body"; then
+	echo "$body contains $delim" >&2
+	exit 1
+fi
+{
+	cat <<'HEAD'
+-- install_pg_tle.sql: stripe_idem 1.2, the managed edition, registered with
+-- pg_tle (Trusted Language Extensions: hosted Supabase, Amazon RDS and
+-- Aurora for PostgreSQL 15.2+, 16.1+, 17.1+), so that CREATE EXTENSION
+-- works where no C extension can be loaded. Written by
+-- tle/gen_install_pg_tle.sh from tle/stripe_idem_tle.sql: edit that file.
+--
+-- As a role with pgtle_admin (on RDS, rds_superuser; on Supabase, postgres),
+-- in the database that will use it:
+--
+--     CREATE EXTENSION IF NOT EXISTS pg_tle;
+--     \i tle/install_pg_tle.sql        (or paste this file into a SQL editor)
+--     CREATE EXTENSION stripe_idem;    (optionally SCHEMA payments)
+--
+-- A later version is registered with pgtle.install_extension_version_sql
+-- and pgtle.install_update_path('stripe_idem', '1.2', '<next>', <script>),
+-- then ALTER EXTENSION stripe_idem UPDATE. docs/MANAGED.md has the details.
+SELECT pgtle.install_extension(
+	'stripe_idem',
+	'1.2',
+	'Stripe idempotency keys with leases (managed edition: SQL and PL/pgSQL)',
+HEAD
+	printf '%s\n' "$delim"
+	cat "$body"
+	printf '%s\n' "$delim"
+	printf ');\n'
+} >"$out"
