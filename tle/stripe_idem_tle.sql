@@ -89,6 +89,18 @@ COMMENT ON TABLE stripe_idempotency_keys IS
 -- below, which run with the owner's rights.
 REVOKE ALL ON TABLE stripe_idempotency_keys FROM PUBLIC;
 
+-- Under CREATE EXTENSION (pg_tle) the table is the extension's, and
+-- pg_dump would leave its rows out: they are application data, so it is
+-- registered as configuration data, as the C extension's is. Installed
+-- with psql the table is an ordinary table, dumped as any other.
+DO $dump$
+BEGIN
+	IF EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'stripe_idem') THEN
+		PERFORM pg_catalog.pg_extension_config_dump('stripe_idempotency_keys', '');
+	END IF;
+END
+$dump$;
+
 --
 -- Settings. The C extension defines them as server settings with checked
 -- ranges; here they are read, when set, from the custom settings of the
@@ -1147,16 +1159,27 @@ GRANT SELECT ON stripe_idem_summary TO pg_monitor;
 -- by cron.database_name, in which case the job runs here) and this role
 -- may use it; otherwise a NOTICE says how.
 --
+-- The messages are NOTICEs when the file runs with psql, WARNINGs under
+-- CREATE EXTENSION (pg_tle), which shows nothing below WARNING.
 DO $sweep$
 DECLARE
 	cmd text := format('CALL %I.stripe_idem_sweep(1000, 100)', current_schema());
 	job bigint;
+	as_extension boolean := EXISTS (SELECT FROM pg_catalog.pg_extension
+									WHERE extname = 'stripe_idem');
+	msg text;
+	hint text;
 BEGIN
 	IF NOT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pg_cron') THEN
-		RAISE NOTICE 'stripe_idem: pg_cron is not installed, so expired keys are not swept'
-			USING HINT = format('Install pg_cron and run: SELECT cron.schedule(%L, %L, %L); '
-								'or call %s from any scheduler.',
-								'stripe_idem_sweep', '* * * * *', cmd, cmd);
+		msg := 'stripe_idem: pg_cron is not installed, so expired keys are not swept';
+		hint := format('Install pg_cron and run: SELECT cron.schedule(%L, %L, %L); '
+					   'or run %s from any scheduler.',
+					   'stripe_idem_sweep', '* * * * *', cmd, cmd);
+		IF as_extension THEN
+			RAISE WARNING '%', msg USING HINT = hint;
+		ELSE
+			RAISE NOTICE '%', msg USING HINT = hint;
+		END IF;
 		RETURN;
 	END IF;
 	BEGIN
@@ -1169,9 +1192,14 @@ BEGIN
 		END IF;
 		RAISE NOTICE 'stripe_idem: pg_cron job % "stripe_idem_sweep" sweeps expired keys every minute', job;
 	EXCEPTION WHEN OTHERS THEN
-		RAISE NOTICE 'stripe_idem: could not schedule the sweep with pg_cron: %', SQLERRM
-			USING HINT = format('As a role that may use pg_cron, run: SELECT cron.schedule(%L, %L, %L);',
-								'stripe_idem_sweep', '* * * * *', cmd);
+		msg := format('stripe_idem: could not schedule the sweep with pg_cron: %s', SQLERRM);
+		hint := format('As a role that may use pg_cron, run: SELECT cron.schedule(%L, %L, %L);',
+					   'stripe_idem_sweep', '* * * * *', cmd);
+		IF as_extension THEN
+			RAISE WARNING '%', msg USING HINT = hint;
+		ELSE
+			RAISE NOTICE '%', msg USING HINT = hint;
+		END IF;
 	END;
 END
 $sweep$;

@@ -80,6 +80,11 @@ cluster_start "$SUITE_DIR/c" || { echo "SUITE_RESULT 0 1"; exit 0; }
 ok() { pass=$((pass + 1)); echo "ok   $*"; }
 bad() { fail=$((fail + 1)); echo "FAIL $*"; }
 
+# the pg_tle registration carries the same file
+bash "$SRC/tle/gen_install_pg_tle.sh" "$SUITE_DIR/install_pg_tle.sql" &&
+	cmp -s "$SUITE_DIR/install_pg_tle.sql" "$SRC/tle/install_pg_tle.sql" &&
+	ok "tle/install_pg_tle.sql is up to date with tle/stripe_idem_tle.sql" ||
+	bad "tle/install_pg_tle.sql is stale: run bash tle/gen_install_pg_tle.sh"
 grep -q stripe_idem <<<"$(psql -XAtc 'SHOW shared_preload_libraries')" &&
 	bad "stripe_idem is preloaded" || ok "stripe_idem is not preloaded"
 
