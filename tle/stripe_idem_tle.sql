@@ -95,7 +95,12 @@ REVOKE ALL ON TABLE stripe_idempotency_keys FROM PUBLIC;
 -- with psql the table is an ordinary table, dumped as any other.
 DO $dump$
 BEGIN
-	IF EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'stripe_idem') THEN
+	-- run by CREATE EXTENSION: the table is already the extension's member
+	IF EXISTS (SELECT FROM pg_catalog.pg_depend
+			   WHERE classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+				 AND objid = pg_catalog.format('%I.stripe_idempotency_keys',
+											   current_schema())::pg_catalog.regclass
+				 AND deptype = 'e') THEN
 		PERFORM pg_catalog.pg_extension_config_dump('stripe_idempotency_keys', '');
 	END IF;
 END
@@ -337,7 +342,7 @@ BEGIN
 	IF allow IS NOT NULL AND allow <> '' AND allow::boolean THEN
 		RETURN false;
 	END IF;
-	IF current_setting('stripe_idem.internal_statement_start', true)
+	IF current_setting('stripe_idem_managed.statement_start', true)
 		IS NOT DISTINCT FROM extract(epoch FROM statement_timestamp())::text THEN
 		RETURN false;
 	END IF;
@@ -358,7 +363,7 @@ LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
 AS $fn$
 BEGIN
 	IF xid_was_unassigned THEN
-		PERFORM set_config('stripe_idem.internal_statement_start',
+		PERFORM set_config('stripe_idem_managed.statement_start',
 						   extract(epoch FROM statement_timestamp())::text, true);
 	END IF;
 	IF current_setting('synchronous_commit') = 'off' THEN
@@ -1165,8 +1170,12 @@ DO $sweep$
 DECLARE
 	cmd text := format('CALL %I.stripe_idem_sweep(1000, 100)', current_schema());
 	job bigint;
-	as_extension boolean := EXISTS (SELECT FROM pg_catalog.pg_extension
-									WHERE extname = 'stripe_idem');
+	as_extension boolean := EXISTS (
+		SELECT FROM pg_catalog.pg_depend
+		WHERE classid = 'pg_catalog.pg_class'::pg_catalog.regclass
+		  AND objid = pg_catalog.format('%I.stripe_idempotency_keys',
+										current_schema())::pg_catalog.regclass
+		  AND deptype = 'e');
 	msg text;
 	hint text;
 BEGIN
