@@ -1058,7 +1058,8 @@ $proc$;
 
 --
 -- What an operator asks: how many operations are in each state, the
--- oldest in flight, how many wait for the sweep. Computed from the table
+-- oldest in flight, how many wait for the sweep (expired: completed and
+-- expired, or in progress and expired longer than the retention). Computed from the table
 -- (the C extension's cumulative counters need shared memory). Judged with
 -- the default lease and key window, like check_stripe_idempotency.
 --
@@ -1076,6 +1077,7 @@ DECLARE
 	v_cutoff timestamptz := v_now
 		+ make_interval(secs => _stripe_idem_setting_secs('stripe_idem.default_lease', 90))
 		- make_interval(secs => _stripe_idem_setting_secs('stripe_idem.key_window', 86400));
+	v_retention timestamptz := _stripe_idem_retention_cutoff();
 BEGIN
 	SELECT count(*) FILTER (WHERE s = 'in_progress'),
 		   count(*) FILTER (WHERE s = 'completed'),
@@ -1088,6 +1090,7 @@ BEGIN
 				 CASE WHEN k.status = 'completed' AND k.expires_at <= v_now THEN 'expired'
 					  WHEN k.status = 'completed' THEN 'completed'
 					  WHEN k.locked_until > v_now THEN 'in_progress'
+					  WHEN k.expires_at <= v_retention THEN 'expired'
 					  WHEN k.expires_at <= v_now OR k.created_at < v_cutoff THEN 'unresolved'
 					  ELSE 'in_progress' END AS s
 		  FROM stripe_idempotency_keys k) t;

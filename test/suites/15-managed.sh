@@ -3,7 +3,9 @@
 # The managed edition (tle/stripe_idem_tle.sql, SQL and PL/pgSQL only)
 # held to the C extension's contract: installed with psql -f into a
 # throwaway cluster that does not load stripe_idem, it runs
-#   - the regression tests of test/managed/regress_schedule,
+#   - the regression tests of test/managed/regress_schedule (the C
+#     extension's, and test/managed/sql/managed.sql for what only the
+#     managed edition has),
 #   - the isolation specs of test/isolation_schedule,
 #   - the race (t/001_concurrency_smoke.pl) and the fuzz (t/203_fuzz.pl),
 #     with STRIPE_IDEM_EDITION=managed,
@@ -48,6 +50,12 @@ upto() {
 	fi
 }
 for t in $schedule; do
+	# a test of the managed edition alone is taken as it is
+	if [ -f "$SRC/test/managed/sql/$t.sql" ]; then
+		cp "$SRC/test/managed/sql/$t.sql" "$in/sql/$t.sql"
+		cp "$SRC/test/managed/expected/$t.out" "$in/expected/$t.out" 2>/dev/null || : >"$in/expected/$t.out"
+		continue
+	fi
 	upto "$SRC/sql/$t.sql" "$t" |
 		sed -E 's/^CREATE EXTENSION (IF NOT EXISTS )?stripe_idem;$/\\i in\/setup.sql/' |
 		sed '1i \\\\set SHOW_CONTEXT never' >"$in/sql/$t.sql"
@@ -81,10 +89,13 @@ ok() { pass=$((pass + 1)); echo "ok   $*"; }
 bad() { fail=$((fail + 1)); echo "FAIL $*"; }
 
 # the pg_tle registration carries the same file
-bash "$SRC/tle/gen_install_pg_tle.sh" "$SUITE_DIR/install_pg_tle.sql" &&
+# (and the Supabase example's hosted-path migration)
+mig=examples/supabase/supabase/migrations/20250127000000_stripe_idem_managed.sql
+bash "$SRC/tle/gen_install_pg_tle.sh" "$SUITE_DIR/install_pg_tle.sql" "$SUITE_DIR/migration.sql" &&
 	cmp -s "$SUITE_DIR/install_pg_tle.sql" "$SRC/tle/install_pg_tle.sql" &&
-	ok "tle/install_pg_tle.sql is up to date with tle/stripe_idem_tle.sql" ||
-	bad "tle/install_pg_tle.sql is stale: run bash tle/gen_install_pg_tle.sh"
+	cmp -s "$SUITE_DIR/migration.sql" "$SRC/$mig" &&
+	ok "tle/install_pg_tle.sql and $mig are up to date with tle/stripe_idem_tle.sql" ||
+	bad "tle/install_pg_tle.sql or $mig is stale: run bash tle/gen_install_pg_tle.sh"
 grep -q stripe_idem <<<"$(psql -XAtc 'SHOW shared_preload_libraries')" &&
 	bad "stripe_idem is preloaded" || ok "stripe_idem is not preloaded"
 
@@ -105,6 +116,26 @@ n=$(psql -XAt -d contrib_regression -c "SELECT count(*) FROM pg_proc p JOIN pg_l
 grep -q 'pg_cron is not installed' "install-contrib_regression.log" &&
 	ok "without pg_cron the install says how to schedule the sweep" ||
 	bad "no NOTICE about scheduling the sweep"
+
+# ---- docs/MANAGED.md's install and grant blocks, run as written
+# block HEADING LANG: the first ```LANG block after the line HEADING
+block() {
+	awk -v h="$1" -v l="$2" '$0 == h { s = 1; next }
+		s == 1 && $0 == "```" l { s = 2; next }
+		s == 2 && $0 == "```" { exit }
+		s == 2 { print }' "$SRC/docs/MANAGED.md"
+}
+createdb docs
+psql -XAqc "CREATE ROLE app LOGIN"
+if (cd "$SRC" && PGDATABASE=docs bash -c "$(block '### As a plain SQL file (migration)' sh)") >docs-install.log 2>&1 &&
+	block '### Privileges' sql | psql -X -q -v ON_ERROR_STOP=1 -d docs >>docs-install.log 2>&1 &&
+	[ "$(psql -XAt -U app -d docs -c "SELECT state FROM payments.begin_stripe_idempotency('docs:test', '1')")" = acquired ] &&
+	! psql -XAt -U app -d docs -c "SELECT count(*) FROM payments.stripe_idempotency_keys" >/dev/null 2>&1; then
+	ok "docs/MANAGED.md: the install into payments and the grants work as written"
+else
+	cat docs-install.log
+	bad "docs/MANAGED.md: the install or grant block failed"
+fi
 
 # ---- regression
 "$PGXS_DIR/test/regress/pg_regress" --bindir="$PGBIN" --use-existing \
