@@ -6,6 +6,7 @@
 #   make demo PGMAJOR=17        the same on PostgreSQL 17 (or 18), in a Debian chroot
 #   make test                   every suite on PostgreSQL 15, 17 and 18, ends "N passed, N failed"
 #   make model                  the Spin model of the protocol (test/model; also in make test)
+#   make bench-managed          the C extension and the managed edition (tle/) side by side
 
 MODULE_big = stripe_idem
 OBJS = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c)))
@@ -33,7 +34,7 @@ else
 include $(PGXS)
 endif
 
-.PHONY: demo test bench bench-smoke test-asan test-memcheck model
+.PHONY: demo test bench bench-smoke bench-managed test-asan test-memcheck model
 demo:
 	@PGMAJOR="$(PGMAJOR)" bash test/demo.sh
 test:
@@ -44,6 +45,8 @@ model:
 	@bash test/model/run.sh
 bench-smoke:
 	@bash bench/run.sh --smoke
+bench-managed:
+	@bash bench/managed.sh
 # Memory checking (also part of make test): regress, isolation and a fuzz
 # run under valgrind memcheck; test/suites/80-memcheck.sh says why not ASAN.
 test-asan test-memcheck:

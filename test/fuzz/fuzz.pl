@@ -1,7 +1,7 @@
 #!/usr/bin/perl
 # Bad-input fuzz of every SQL entry point of stripe_idem.
 #
-#   fuzz.pl --schema S [--seed N] [--calls N] [--workdir DIR] [--psql PATH]
+#   fuzz.pl --schema S [--seed N] [--calls N] [--workdir DIR] [--psql PATH] [--managed]
 #
 # Connects with the usual PG* environment variables to a database where the
 # extension is installed in schema S, and makes --calls calls (default
@@ -36,6 +36,11 @@
 # delete expired rows between two calls and the table checks would blame
 # the call.
 #
+# --managed fuzzes the managed edition (tle/stripe_idem_tle.sql) instead:
+# it has no stats or sweeper functions (stripe_idem_summary is called in
+# their place), and its settings are checked where they are used, not when
+# they are set, so only valid values are set (docs/MANAGED.md).
+#
 # It prints how many calls it made and how they ended, per function and per
 # SQLSTATE, and exits 0 only if nothing was violated.
 use strict;
@@ -49,7 +54,9 @@ my $schema;
 my $workdir = '.';
 my $psql = 'psql';
 my $timeout = 900;
+my $managed = 0;
 GetOptions(
+	'managed' => \$managed,
 	'seed=i' => \$seed,
 	'calls=i' => \$ncalls,
 	'schema=s' => \$schema,
@@ -487,9 +494,10 @@ sub gen_set
 {
 	my %c = (fn => 'set', bad => {});
 	my $which = pick('ttl', 'lease');
-	my ($lit, $usecs) = @{ pick(['1s', 1e6], ['2s', 2e6], ['90s', 90e6], ['1d', 86400e6],
-		['2d', 2 * 86400e6], ['365d', $MAX_USECS], ['0', 0], ['366d', 366 * 86400e6],
-		['-5s', -5e6]) };
+	my @values = (['1s', 1e6], ['2s', 2e6], ['90s', 90e6], ['1d', 86400e6],
+		['2d', 2 * 86400e6], ['365d', $MAX_USECS]);
+	push @values, ['0', 0], ['366d', 366 * 86400e6], ['-5s', -5e6] unless $managed;
+	my ($lit, $usecs) = @{ pick(@values) };
 	my $ok = $usecs >= 1e6 && $usecs <= $MAX_USECS;
 	$c{bad}{'22023'} = 1 unless $ok;
 	$guc{$which} = $usecs if $ok;
@@ -497,11 +505,19 @@ sub gen_set
 	return \%c;
 }
 
-my @generators = (
-	[\&gen_begin, 34], [\&gen_record, 26], [\&gen_check, 10], [\&gen_release, 12],
-	[\&gen_cleanup, 6], [\&gen_new_key, 10], [\&gen_stats, 2], [\&gen_restart, 8],
-	[\&gen_stats_reset, 0.5], [\&gen_sweeper_view, 0.5], [\&gen_wake, 0.5],
-);
+sub gen_summary
+{
+	my %c = (fn => 'summary', bad => {});
+	$c{sql} = "SELECT '\@R', in_progress OPERATOR(pg_catalog.>=) 0 FROM $schema.stripe_idem_summary";
+	return \%c;
+}
+
+my @generators = $managed
+  ? ([\&gen_begin, 34], [\&gen_record, 26], [\&gen_check, 10], [\&gen_release, 12],
+	 [\&gen_cleanup, 6], [\&gen_new_key, 10], [\&gen_summary, 2], [\&gen_restart, 8])
+  : ([\&gen_begin, 34], [\&gen_record, 26], [\&gen_check, 10], [\&gen_release, 12],
+	 [\&gen_cleanup, 6], [\&gen_new_key, 10], [\&gen_stats, 2], [\&gen_restart, 8],
+	 [\&gen_stats_reset, 0.5], [\&gen_sweeper_view, 0.5], [\&gen_wake, 0.5]);
 my $weight_total = 0;
 $weight_total += $_->[1] for @generators;
 
@@ -780,7 +796,7 @@ for my $n (0 .. $#calls)
 		  unless $h_before->[0] - $h_after->[0] == $deleted;
 		violation($n, 'deleted nothing but changed the table') if $deleted == 0 && !$unchanged;
 	}
-	elsif ($c->{fn} =~ /^(stats|stats_reset|sweeper_view|wake_sweeper)$/)
+	elsif ($c->{fn} =~ /^(stats|stats_reset|sweeper_view|wake_sweeper|summary)$/)
 	{
 		violation($n, "returned \"$v[0]\"") unless $v[0] eq 't';
 		violation($n, 'changed the table') unless $unchanged;

@@ -5,8 +5,9 @@
 #   ensure_deps.sh --check    only report; fail when something is missing
 #   ensure_deps.sh --bench    also the benchmark tools (gnuplot)
 #   ensure_deps.sh --test     also the static and memory checkers (cppcheck, valgrind),
-#                             spin for the model of the protocol (test/model), and
-#                             pgbouncer, for the suites that test through a pooler
+#                             spin for the model of the protocol (test/model),
+#                             pgbouncer, for the suites that test through a pooler, and
+#                             pg_cron, for the managed edition's sweep
 #   ensure_deps.sh --chroot   also debootstrap, for the chroots of the other majors
 #
 # Only Debian package names are used, so the same line works on a fresh machine.
@@ -48,6 +49,8 @@ if [ "$want_test" = 1 ]; then
 	command -v valgrind >/dev/null || missing+=(valgrind)
 	command -v spin >/dev/null || missing+=(spin)
 	[ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null || missing+=(pgbouncer)
+	# pg_cron, so that the managed edition's sweep job runs for real (15-managed)
+	[ -f "$PGLIB/pg_cron.so" ] || missing+=("postgresql-$PGMAJOR-cron")
 fi
 if [ "$want_chroot" = 1 ]; then
 	command -v debootstrap >/dev/null || missing+=(debootstrap)

@@ -13,6 +13,11 @@ use IPC::Run;
 my $seed = $ENV{STRIPE_IDEM_FUZZ_SEED} // 20260601;
 my $calls = 10000;
 
+# STRIPE_IDEM_EDITION=managed: the same against the managed edition
+# (tle/stripe_idem_tle.sql, installed from the file, nothing preloaded;
+# test/suites/15-managed.sh).
+my $managed = ($ENV{STRIPE_IDEM_EDITION} // '') eq 'managed';
+
 my $node = PostgreSQL::Test::Cluster->new('fuzz');
 $node->init;
 $node->append_conf('postgresql.conf', q{
@@ -20,14 +25,24 @@ shared_preload_libraries = 'stripe_idem'
 stripe_idem.sweep_interval = 0
 # woken passes must not sweep the fuzzed database between two calls
 stripe_idem.databases = 'not_the_fuzzed_one'
-});
+}) unless $managed;
 $node->start;
 
 # A schema of its own: everything must work outside public.
-$node->safe_psql('postgres', q{
-	CREATE SCHEMA fuzz;
-	CREATE EXTENSION stripe_idem SCHEMA fuzz;
-});
+if ($managed)
+{
+	my $tle = "$ENV{SRC}/tle/stripe_idem_tle.sql";
+	$tle = '../tle/stripe_idem_tle.sql' unless -f $tle;
+	$node->safe_psql('postgres', "CREATE SCHEMA fuzz; SET search_path = fuzz; SET client_min_messages = warning;\n"
+		  . slurp_file($tle));
+}
+else
+{
+	$node->safe_psql('postgres', q{
+		CREATE SCHEMA fuzz;
+		CREATE EXTENSION stripe_idem SCHEMA fuzz;
+	});
+}
 
 my $workdir = PostgreSQL::Test::Utils::tempdir('fuzz');
 my ($out, $err) = ('', '');
@@ -40,7 +55,8 @@ $fuzz = '../fuzz/fuzz.pl' unless -f $fuzz;
 	local $ENV{PGUSER};
 	delete $ENV{PGUSER};
 	IPC::Run::run([ $^X, $fuzz, '--schema', 'fuzz', '--seed', $seed, '--calls', $calls,
-			'--workdir', $workdir, '--psql', $node->installed_command('psql'), '--timeout', 600 ],
+			'--workdir', $workdir, '--psql', $node->installed_command('psql'), '--timeout', 600,
+			($managed ? ('--managed') : ()) ],
 		'>', \$out, '2>', \$err, IPC::Run::timeout(660));
 }
 my $rc = $? >> 8;
@@ -62,8 +78,8 @@ for my $what ('begin acquired', 'begin completed', 'begin in_progress', 'begin m
 	like($out, qr/^fuzz: results: .*\b\Q$what\E [1-9]/m, "fuzz reached \"$what\"");
 }
 # Every SQL-callable function of the extension was called.
-for my $fn ('begin', 'check', 'record', 'release', 'restart', 'cleanup', 'new_key', 'stats', 'stats_reset',
-	'sweeper_view', 'wake_sweeper')
+for my $fn ('begin', 'check', 'record', 'release', 'restart', 'cleanup', 'new_key',
+	($managed ? ('summary') : ('stats', 'stats_reset', 'sweeper_view', 'wake_sweeper')))
 {
 	like($out, qr/^fuzz: \Q$fn\E: [1-9]/m, "fuzz called $fn");
 }

@@ -1,0 +1,1 @@
+../stripe_idem_tle.sql
