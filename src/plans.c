@@ -256,6 +256,15 @@ static char *qualified_table = NULL;
 static bool recheck_needed = true;
 static bool callbacks_registered = false;
 
+/*
+ * Whether the table may be read without SPI (si_probe_row). Not under
+ * Citus: there the table on the coordinator is the shell of a distributed
+ * table whose rows live in shards on other nodes, and only statements,
+ * which Citus plans, reach them. Distributing the table invalidates its
+ * relcache entry, so this is looked at again then.
+ */
+static bool direct_reads_ok = false;
+
 static void
 relcache_callback(Datum arg, Oid relid)
 {
@@ -373,6 +382,8 @@ revalidate(void)
 				 errhint("Run CREATE EXTENSION %s.", STRIPE_IDEM_EXTNAME)));
 	}
 
+	direct_reads_ok = !OidIsValid(get_extension_oid("citus", true));
+
 	if (ext_oid == cached_ext_oid && schema_oid == cached_schema_oid &&
 		cached_schema_name != NULL && strcmp(schema_name, cached_schema_name) == 0)
 		return;
@@ -435,6 +446,15 @@ si_table_identity(Oid *table_oid)
 		revalidate();
 	*table_oid = cached_table_oid;
 	return cached_schema_name;
+}
+
+/* Whether si_probe_row may read the table (see direct_reads_ok). */
+bool
+si_direct_reads_ok(void)
+{
+	if (unlikely(recheck_needed))
+		revalidate();
+	return direct_reads_ok;
 }
 
 /*
