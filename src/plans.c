@@ -66,25 +66,15 @@ static const SiPlanDef plan_defs[SI_NUM_PLANS] = {
 		 * statement_timestamp() (see begin.c): a VALUES row of parameters
 		 * is the cheapest there is for the executor to set up.
 		 *
-		 * Insert the new operation, or return the existing row, in one
-		 * executor run: a first attempt pays for no read before its
-		 * insert, and a replay for no write (ON CONFLICT finds the key in
-		 * the primary key index before anything is written). One row
-		 * comes back: NULL when the insert went in (a row inserted by this
-		 * statement is invisible to its own scan), else the existing row.
-		 * None when the conflicting row was committed after the
-		 * statement's snapshot was taken; the caller reads it then.
+		 * Run only after the row was read and not found (begin.c): nothing
+		 * but the insert, no RETURNING. A row inserted meanwhile by another
+		 * caller makes it insert nothing, and the caller reads again.
 		 */
-		"WITH ins AS ("
-		" INSERT INTO @table@ (operation_type, operation_id,"
+		"INSERT INTO @table@ (operation_type, operation_id,"
 		" stripe_idempotency_key, request_fingerprint, status, attempts,"
 		" locked_until, created_at, updated_at, expires_at)"
 		" VALUES ($1, $2, $3, $4, 'in_progress', 1, $6, $5, $5, $7)"
-		" ON CONFLICT (operation_type, operation_id) DO NOTHING"
-		" RETURNING 1)"
-		" SELECT NULL::@table@ FROM ins"
-		" UNION ALL"
-		" SELECT k FROM @table@ k" SI_WHERE_PK,
+		" ON CONFLICT (operation_type, operation_id) DO NOTHING",
 		7, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
 	},
 	[SI_PLAN_SELECT_ROW] = {
