@@ -18,16 +18,16 @@
  *	  unknown, and a new key could create a second object, so nobody gets
  *	  one until the application has asked Stripe (restart.c, record.c).
  *
- * One statement inserts the new operation or returns the existing row
- * (plans.c, SI_PLAN_BEGIN): a first attempt pays for no read and a replay
- * for no write. The answer is taken from that row (completed, in_progress,
- * mismatch, unresolved); writing again only to take over a lapsed lease or
- * replace an absent row. Two callers that both insert meet at the primary
- * key: ON CONFLICT DO NOTHING makes the second wait for the first to commit
- * and insert nothing; when that row was committed after the statement's
- * snapshot, the statement returns nothing and the row is read again with a
- * new snapshot. Under REPEATABLE READ and SERIALIZABLE that conflict fails
- * with 40001 instead (test/t/208_snapshot_isolation.pl).
+ * The row is read first, through the primary key without the executor
+ * (result.c, si_read_operation): a replay, a live lease, a mismatch or an
+ * unresolved operation is answered from it and nothing is written, and no
+ * key is made. Only when there is no row is the new operation inserted
+ * (plans.c, SI_PLAN_BEGIN), and only to take over a lapsed lease or replace
+ * an absent row is an existing one written. Two callers that both insert
+ * meet at the primary key: ON CONFLICT DO NOTHING makes the second wait for
+ * the first to commit and insert nothing, and the second reads the row
+ * again with a new snapshot. Under REPEATABLE READ and SERIALIZABLE that
+ * conflict fails with 40001 instead (test/t/208_snapshot_isolation.pl).
  *
  * Callers must commit (run it as its own statement in autocommit) before
  * talking to Stripe; an uncommitted row is invisible to everybody else and
@@ -88,9 +88,8 @@ static const char *const state_names[] = {
 };
 
 /*
- * The request's fingerprint and a fresh key. The fingerprint is made only
- * when it is stored or compared; the key whenever the insert-or-read
- * statement runs, as it is one of the row's values.
+ * The request's fingerprint and a fresh key, each made only when it is
+ * stored or compared.
  */
 typedef struct BeginArgs
 {
@@ -126,21 +125,24 @@ need_new_key(BeginArgs *b)
 }
 
 /*
- * Insert the operation or read its row, in one statement. Returns true
- * with *inserted when the insert went in; true with the row in *row when
- * there is one; false when there is none after all (deleted since the
- * insert met it).
+ * Read the operation's row, or insert the operation if there is none.
+ * Returns true with the row in *row when there is one; true with *inserted
+ * when the insert went in; false when neither (another caller inserted the
+ * row after it was read: read it again).
  */
 static bool
-insert_or_read(BeginArgs *b, SiRow *row, bool *inserted)
+read_or_insert(BeginArgs *b, SiRow *row, bool *inserted)
 {
-	TimestampTz stmt_now = GetCurrentStatementStartTimestamp();
+	TimestampTz stmt_now;
 	Datum		iargs[7];
-	Datum		existing;
-	bool		isnull;
 	int			rc;
 
+	*inserted = false;
+	if (si_read_operation(b->args[0], b->args[1], row))
+		return true;
+
 	need_new_key(b);
+	stmt_now = GetCurrentStatementStartTimestamp();
 	iargs[0] = b->args[0];
 	iargs[1] = b->args[1];
 	iargs[2] = b->args[2];
@@ -149,21 +151,9 @@ insert_or_read(BeginArgs *b, SiRow *row, bool *inserted)
 	iargs[5] = DirectFunctionCall2(timestamptz_pl_interval, iargs[4], b->args[4]);
 	iargs[6] = DirectFunctionCall2(timestamptz_pl_interval, iargs[4], b->args[5]);
 	rc = SPI_execute_plan(si_plan(SI_PLAN_BEGIN), iargs, b->nulls, false, 0);
-	si_spi_check(rc, SPI_OK_SELECT, "inserting or reading the operation");
-
-	*inserted = false;
-	if (SPI_processed == 0)
-		/* somebody else's row, committed after our snapshot was taken */
-		return si_fetch_row(b->args[0], b->args[1], row);
-
-	existing = si_spi_value(0, 1, &isnull);
-	if (isnull)
-	{
-		*inserted = true;
-		return true;
-	}
-	si_read_row(existing, row);
-	return true;
+	si_spi_check(rc, SPI_OK_INSERT, "inserting the operation");
+	*inserted = SPI_processed == 1;
+	return *inserted;
 }
 
 static Datum
@@ -233,8 +223,8 @@ begin_operation(FunctionCallInfo fcinfo, bool api_1_2)
 							   SI_BEGIN_ROUNDS),
 					 errhint("Retry the call.")));
 
-		if (!insert_or_read(&b, &row, &inserted))
-			continue;			/* deleted since the insert met it */
+		if (!read_or_insert(&b, &row, &inserted))
+			continue;			/* inserted meanwhile by another caller */
 		if (inserted)
 		{
 			values[BEGIN_KEY] = b.args[2];
@@ -246,6 +236,7 @@ begin_operation(FunctionCallInfo fcinfo, bool api_1_2)
 		if (row.absent)
 		{
 			/* As good as gone: start over under a new key. */
+			need_new_key(&b);
 			rc = SPI_execute_plan(si_plan(SI_PLAN_REPLACE_EXPIRED), b.args, b.nulls, false, 0);
 			si_spi_check(rc, SPI_OK_UPDATE, "replacing the expired operation");
 			if (SPI_processed == 1)

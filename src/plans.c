@@ -66,25 +66,15 @@ static const SiPlanDef plan_defs[SI_NUM_PLANS] = {
 		 * statement_timestamp() (see begin.c): a VALUES row of parameters
 		 * is the cheapest there is for the executor to set up.
 		 *
-		 * Insert the new operation, or return the existing row, in one
-		 * executor run: a first attempt pays for no read before its
-		 * insert, and a replay for no write (ON CONFLICT finds the key in
-		 * the primary key index before anything is written). One row
-		 * comes back: NULL when the insert went in (a row inserted by this
-		 * statement is invisible to its own scan), else the existing row.
-		 * None when the conflicting row was committed after the
-		 * statement's snapshot was taken; the caller reads it then.
+		 * Run only after the row was read and not found (begin.c): nothing
+		 * but the insert, no RETURNING. A row inserted meanwhile by another
+		 * caller makes it insert nothing, and the caller reads again.
 		 */
-		"WITH ins AS ("
-		" INSERT INTO @table@ (operation_type, operation_id,"
+		"INSERT INTO @table@ (operation_type, operation_id,"
 		" stripe_idempotency_key, request_fingerprint, status, attempts,"
 		" locked_until, created_at, updated_at, expires_at)"
 		" VALUES ($1, $2, $3, $4, 'in_progress', 1, $6, $5, $5, $7)"
-		" ON CONFLICT (operation_type, operation_id) DO NOTHING"
-		" RETURNING 1)"
-		" SELECT NULL::@table@ FROM ins"
-		" UNION ALL"
-		" SELECT k FROM @table@ k" SI_WHERE_PK,
+		" ON CONFLICT (operation_type, operation_id) DO NOTHING",
 		7, {TEXTOID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID}
 	},
 	[SI_PLAN_SELECT_ROW] = {
@@ -262,6 +252,15 @@ static char *qualified_table = NULL;
 static bool recheck_needed = true;
 static bool callbacks_registered = false;
 
+/*
+ * Whether the table may be read without SPI (si_probe_row). Not under
+ * Citus: there the table on the coordinator is the shell of a distributed
+ * table whose rows live in shards on other nodes, and only statements,
+ * which Citus plans, reach them. Distributing the table invalidates its
+ * relcache entry, so this is looked at again then.
+ */
+static bool direct_reads_ok = false;
+
 static void
 relcache_callback(Datum arg, Oid relid)
 {
@@ -379,6 +378,8 @@ revalidate(void)
 				 errhint("Run CREATE EXTENSION %s.", STRIPE_IDEM_EXTNAME)));
 	}
 
+	direct_reads_ok = !OidIsValid(get_extension_oid("citus", true));
+
 	if (ext_oid == cached_ext_oid && schema_oid == cached_schema_oid &&
 		cached_schema_name != NULL && strcmp(schema_name, cached_schema_name) == 0)
 		return;
@@ -441,6 +442,15 @@ si_table_identity(Oid *table_oid)
 		revalidate();
 	*table_oid = cached_table_oid;
 	return cached_schema_name;
+}
+
+/* Whether si_probe_row may read the table (see direct_reads_ok). */
+bool
+si_direct_reads_ok(void)
+{
+	if (unlikely(recheck_needed))
+		revalidate();
+	return direct_reads_ok;
 }
 
 /*

@@ -14,10 +14,22 @@
  */
 #include "stripe_idem.h"
 
+#include "access/genam.h"
 #include "access/htup_details.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
+#include "executor/tuptable.h"
 #include "funcapi.h"
+#include "miscadmin.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/lsyscache.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
+#include "utils/snapmgr.h"
 #include "utils/tuplestore.h"
 #include "utils/typcache.h"
 
@@ -102,19 +114,15 @@ si_deform_row(Datum row, Datum *values, bool *nulls)
 }
 
 /*
- * Judge a whole stripe_idempotency_keys row (a composite datum) as of
- * statement_timestamp(), the "now" of every plan. The values point into
- * the datum.
+ * Judge a stripe_idempotency_keys row, given as its first SI_NCOLS columns,
+ * as of statement_timestamp(), the "now" of every plan. The row's Datums
+ * are kept, not copied.
  */
-void
-si_read_row(Datum whole_row, SiRow *row)
+static void
+judge_row(Datum *values, bool *nulls, SiRow *row)
 {
-	Datum		values[SI_NCOLS];
-	bool		nulls[SI_NCOLS];
 	TimestampTz stmt_now = GetCurrentStatementStartTimestamp();
 	text	   *status;
-
-	si_deform_row(whole_row, values, nulls);
 
 	row->key = values[SI_COL_KEY - 1];
 	row->fingerprint = values[SI_COL_FINGERPRINT - 1];
@@ -147,11 +155,120 @@ si_read_row(Datum whole_row, SiRow *row)
 											  TimestampTzGetDatum(stmt_now));
 		row->lease_left_null = false;
 	}
+	row->status = values[SI_COL_STATUS - 1];
 	row->created_at = DatumGetTimestampTz(values[SI_COL_CREATED_AT - 1]);
 	row->expires_at = DatumGetTimestampTz(values[SI_COL_EXPIRES_AT - 1]);
 	row->expired = row->expires_at <= stmt_now;
 	row->absent = row->expired &&
 		(row->completed || row->expires_at <= si_retention_cutoff());
+}
+
+/*
+ * Judge a whole stripe_idempotency_keys row (a composite datum). The values
+ * point into the datum.
+ */
+void
+si_read_row(Datum whole_row, SiRow *row)
+{
+	Datum		values[SI_NCOLS];
+	bool		nulls[SI_NCOLS];
+
+	si_deform_row(whole_row, values, nulls);
+	judge_row(values, nulls, row);
+}
+
+/*
+ * Look the operation's row up through the primary key index, as catalog
+ * lookups do (systable_beginscan), without the executor: no plan to set up
+ * and tear down for one index probe. The table is found by OID (plans.c
+ * keeps it current), its primary key index from the relcache; nothing is
+ * named, so search_path plays no part. The table is locked as a SELECT
+ * locks it, and the row is read without a row lock under the given
+ * snapshot, as si_fetch_row reads it. Returns false if no row is visible;
+ * the row's values are copied into the current memory context.
+ *
+ * Only for a table that lives on this node: under Citus the coordinator's
+ * table is an empty shell (si_direct_reads_ok).
+ */
+bool
+si_probe_row(Datum operation_type, Datum operation_id, Snapshot snapshot, SiRow *row)
+{
+	Oid			table_oid;
+	Relation	rel;
+	Relation	index;
+	ScanKeyData keys[2];
+	IndexScanDesc scan;
+	TupleTableSlot *slot;
+	AclResult	aclresult;
+	bool		found;
+
+	(void) si_table_identity(&table_oid);
+
+	/*
+	 * A SELECT would check the caller's privilege on the table; so must a
+	 * read that does not go through the executor. From 1.2 the functions
+	 * run as the table's owner and this passes at once, but a database
+	 * still at 1.0 or 1.1 calls them with the caller's own rights.
+	 */
+	aclresult = pg_class_aclcheck(table_oid, GetUserId(), ACL_SELECT);
+	if (aclresult != ACLCHECK_OK)
+		aclcheck_error(aclresult, OBJECT_TABLE, get_rel_name(table_oid));
+
+	rel = table_open(table_oid, AccessShareLock);
+	index = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
+	if (IndexRelationGetNumberOfKeyAttributes(index) != 2)
+		elog(ERROR, "primary key of \"%s\" has %d columns, expected 2",
+			 RelationGetRelationName(rel), IndexRelationGetNumberOfKeyAttributes(index));
+
+	ScanKeyEntryInitialize(&keys[0], 0, 1, BTEqualStrategyNumber, InvalidOid,
+						   index->rd_indcollation[0], F_TEXTEQ, operation_type);
+	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
+						   index->rd_indcollation[1], F_TEXTEQ, operation_id);
+	slot = table_slot_create(rel, NULL);
+	scan = index_beginscan(rel, index, snapshot, 2, 0);
+	index_rescan(scan, keys, 2, NULL, 0);
+	found = index_getnext_slot(scan, ForwardScanDirection, slot);
+	if (found)
+	{
+		TupleDesc	tupdesc = RelationGetDescr(rel);
+		HeapTuple	tuple = ExecCopySlotHeapTuple(slot);
+		Datum	   *values = palloc(tupdesc->natts * sizeof(Datum));
+		bool	   *nulls = palloc(tupdesc->natts * sizeof(bool));
+
+		if (tupdesc->natts < SI_NCOLS)
+			elog(ERROR, "table \"%s\" has %d columns, expected at least %d",
+				 RelationGetRelationName(rel), tupdesc->natts, SI_NCOLS);
+		heap_deform_tuple(tuple, tupdesc, values, nulls);
+		judge_row(values, nulls, row);
+	}
+	index_endscan(scan);
+	ExecDropSingleTupleTableSlot(slot);
+	/* the locks are kept to the end of the transaction, as the executor keeps them */
+	index_close(index, NoLock);
+	table_close(rel, NoLock);
+	return found;
+}
+
+/*
+ * Read the operation's row with a new snapshot (or the transaction's, under
+ * REPEATABLE READ), as the next SPI statement would: through the primary
+ * key directly where the table is local, else with SI_PLAN_SELECT_ROW. The
+ * caller is connected to SPI.
+ */
+bool
+si_read_operation(Datum operation_type, Datum operation_id, SiRow *row)
+{
+	bool		found;
+
+	if (!si_direct_reads_ok())
+		return si_fetch_row(operation_type, operation_id, row);
+
+	/* see what this transaction's earlier statements did, as SPI would */
+	CommandCounterIncrement();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	found = si_probe_row(operation_type, operation_id, GetActiveSnapshot(), row);
+	PopActiveSnapshot();
+	return found;
 }
 
 /*

@@ -17,6 +17,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/jsonb.h"
+#include "utils/snapshot.h"
 #include "utils/timestamp.h"
 
 #include "compat.h"
@@ -118,6 +119,7 @@ typedef enum SiPlanId
 extern SPIPlanPtr si_plan(SiPlanId id);
 extern bool si_extension_ready(void);
 extern const char *si_table_identity(Oid *table_oid);
+extern bool si_direct_reads_ok(void);
 extern int	si_execute_on(SiPlanId id, const char *relation, Datum *args, long count);
 
 /* citus.c: the table distributed by Citus (found through SQL, never linked) */
@@ -161,6 +163,7 @@ typedef struct SiRow
 	Datum		response;		/* jsonb */
 	bool		response_null;
 	int32		attempts;
+	Datum		status;			/* text, as stored */
 	bool		lease_live;		/* locked_until > now */
 	bool		settled;		/* locked_until is NULL or <= now - settle time */
 	TimestampTz lease_end;		/* locked_until, when not NULL */
@@ -173,6 +176,9 @@ typedef struct SiRow
 } SiRow;
 
 extern bool si_fetch_row(Datum operation_type, Datum operation_id, SiRow *row);
+extern bool si_probe_row(Datum operation_type, Datum operation_id, Snapshot snapshot,
+						 SiRow *row);
+extern bool si_read_operation(Datum operation_type, Datum operation_id, SiRow *row);
 extern void si_read_row(Datum whole_row, SiRow *row);
 extern bool si_row_unresolved(const SiRow *row, int64 lease_usecs, int64 window_usecs);
 extern TimestampTz si_takeover_cutoff(int64 lease_usecs, int64 window_usecs);

@@ -1,16 +1,23 @@
--- Baseline 1: the stripe_idem API written by hand in PL/pgSQL, the way a
--- careful team would write it without the extension, over its own plain
--- table (plain_table.sql): same functions, same results for the same calls:
+-- Baseline 1: the stripe_idem API written by hand in PL/pgSQL, the plainest
+-- way a team writes it without the extension, over the seed's table
+-- (plain_table.sql): same functions, same results for the same valid calls:
 --   * keys are "operation_type:operation_id:" || gen_random_uuid();
 --   * fingerprints are sha256 of the jsonb text, hex (no pgcrypto needed);
 --   * "now" is statement_timestamp(); expired rows count as absent;
---   * lease 90 s and ttl 1 day when the caller passes NULL, each between
---     1 second and 365 days, the lease never longer than the ttl.
--- Table names are schema-qualified and there is no SET search_path: that is
--- the fastest safe way to write it, so the comparison is against a strong
--- baseline, not a careless one. Argument formats beyond NULLs and intervals
--- are not checked: the plain table has no CHECK constraints, as a team's
--- table usually has none.
+--   * lease 90 s and ttl 1 day when the caller passes NULL;
+--   * INSERT ... ON CONFLICT DO NOTHING first, the row read only when the
+--     insert met one.
+-- No argument checks a team would not write: no range checks on lease and
+-- ttl, no format checks; a NULL where a value is required fails on the
+-- table's NOT NULL (or finds nothing) instead of raising 22004 first. Table
+-- names are schema-qualified and there is no SET search_path, and the
+-- functions are not SECURITY DEFINER: the callers own the table.
+--
+-- It implements 1.1's protocol. The 1.2 unresolved state (an in_progress
+-- row whose lease ran out past the ttl or the key window is answered
+-- "unresolved" instead of being taken over or replaced) and the key window
+-- are not here, as a team's hand-written version would not have them; the
+-- C functions pay for them, and for SECURITY DEFINER, inside their numbers.
 --
 --   psql -f plain_table.sql -v schema=plpgsql_idem && psql -f plpgsql_idem.sql
 
@@ -40,22 +47,6 @@ DECLARE
 	v_attempts integer;
 	r plpgsql_idem.stripe_idempotency_keys;
 BEGIN
-	IF v_type IS NULL THEN
-		RAISE EXCEPTION 'operation_type must not be null' USING ERRCODE = '22004';
-	END IF;
-	IF v_id IS NULL THEN
-		RAISE EXCEPTION 'operation_id must not be null' USING ERRCODE = '22004';
-	END IF;
-	IF v_lease < interval '1 second' OR v_lease > interval '365 days' THEN
-		RAISE EXCEPTION 'lease is out of range' USING ERRCODE = '22023';
-	END IF;
-	IF v_ttl < interval '1 second' OR v_ttl > interval '365 days' THEN
-		RAISE EXCEPTION 'ttl is out of range' USING ERRCODE = '22023';
-	END IF;
-	IF v_lease > v_ttl THEN
-		RAISE EXCEPTION 'lease is out of range' USING ERRCODE = '22023',
-			DETAIL = 'The lease may not be longer than the ttl.';
-	END IF;
 	IF $3 IS NOT NULL THEN
 		v_fp := encode(sha256(convert_to($3::text, 'UTF8')), 'hex');
 	END IF;
@@ -163,11 +154,6 @@ RETURNS TABLE (
 LANGUAGE plpgsql STABLE ROWS 1
 AS $$
 BEGIN
-	IF $1 IS NULL OR $2 IS NULL THEN
-		RAISE EXCEPTION 'operation_type and operation_id must not be null'
-			USING ERRCODE = '22004';
-	END IF;
-
 	RETURN QUERY
 		SELECT true, k.status, k.stripe_idempotency_key, k.stripe_resource_id,
 			   k.response, k.created_at, k.expires_at
@@ -207,21 +193,6 @@ DECLARE
 	v_resp jsonb;
 	r plpgsql_idem.stripe_idempotency_keys;
 BEGIN
-	IF v_type IS NULL OR v_id IS NULL OR v_key IS NULL THEN
-		RAISE EXCEPTION 'operation_type, operation_id and stripe_idempotency_key must not be null'
-			USING ERRCODE = '22004';
-	END IF;
-	IF $4 IS NULL AND $5 IS NULL THEN
-		RAISE EXCEPTION 'stripe_resource_id or response must be given'
-			USING ERRCODE = '22004';
-	END IF;
-	IF v_ttl < interval '1 second' OR v_ttl > interval '365 days' THEN
-		RAISE EXCEPTION 'ttl is out of range' USING ERRCODE = '22023';
-	END IF;
-	IF char_length($4) > 255 THEN
-		RAISE EXCEPTION 'invalid stripe_resource_id' USING ERRCODE = '22023';
-	END IF;
-
 	FOR round IN 1..5 LOOP
 		-- The usual case: our own lease, completed.
 		UPDATE plpgsql_idem.stripe_idempotency_keys k
@@ -241,16 +212,8 @@ BEGIN
 			RETURN;
 		END IF;
 
-		-- A key that belongs to another operation is refused.
-		IF round = 1 AND EXISTS (
-			SELECT 1 FROM plpgsql_idem.stripe_idempotency_keys k
-			WHERE k.stripe_idempotency_key = v_key
-			  AND (k.operation_type <> v_type OR k.operation_id <> v_id)) THEN
-			RAISE EXCEPTION 'stripe_idempotency_key is already used by another operation'
-				USING ERRCODE = '23505';
-		END IF;
-
-		-- No row of ours: store the result as a completed row.
+		-- No row of ours: store the result as a completed row (a key that
+		-- belongs to another operation fails on its unique constraint).
 		INSERT INTO plpgsql_idem.stripe_idempotency_keys AS k
 			(operation_type, operation_id, stripe_idempotency_key, status,
 			 stripe_resource_id, response, attempts, created_at, updated_at,
@@ -317,10 +280,6 @@ RETURNS boolean
 LANGUAGE plpgsql VOLATILE
 AS $$
 BEGIN
-	IF $1 IS NULL OR $2 IS NULL OR $3 IS NULL THEN
-		RAISE EXCEPTION 'operation_type, operation_id and stripe_idempotency_key must not be null'
-			USING ERRCODE = '22004';
-	END IF;
 	UPDATE plpgsql_idem.stripe_idempotency_keys k
 	SET locked_until = NULL, updated_at = statement_timestamp()
 	WHERE k.operation_type = $1 AND k.operation_id = $2
@@ -332,37 +291,21 @@ BEGIN
 END;
 $$;
 
--- The straightforward batch loop. It does not carry the newest deleted
--- expires_at from one batch to the next as the extension does, so inside its
--- one transaction every batch walks again over the index entries of the rows
--- the earlier batches deleted; that is how it would usually be written.
-CREATE FUNCTION plpgsql_idem.cleanup_expired_idempotency_keys(batch_size integer DEFAULT 10000)
+-- The seed's cleanup: one DELETE of every expired row that holds no live
+-- lease. (A loop of batches inside one function call would still be one
+-- transaction, holding every deleted row's lock to the end, so it buys
+-- nothing over the one statement.)
+CREATE FUNCTION plpgsql_idem.cleanup_expired_idempotency_keys()
 RETURNS bigint
 LANGUAGE plpgsql VOLATILE
 AS $$
 DECLARE
-	v_now timestamptz := statement_timestamp();
-	v_total bigint := 0;
 	v_n bigint;
 BEGIN
-	IF batch_size IS NULL OR batch_size < 1 THEN
-		RAISE EXCEPTION 'batch_size must be positive' USING ERRCODE = '22023';
-	END IF;
-	-- Bounded: every round but the last deletes batch_size rows.
-	LOOP
-		DELETE FROM plpgsql_idem.stripe_idempotency_keys
-		WHERE ctid = ANY (ARRAY(
-			SELECT k.ctid
-			FROM plpgsql_idem.stripe_idempotency_keys k
-			WHERE k.expires_at <= v_now
-			  AND (k.locked_until IS NULL OR k.locked_until <= v_now)
-			ORDER BY k.expires_at
-			LIMIT batch_size
-			FOR UPDATE SKIP LOCKED));
-		GET DIAGNOSTICS v_n = ROW_COUNT;
-		v_total := v_total + v_n;
-		EXIT WHEN v_n < batch_size;
-	END LOOP;
-	RETURN v_total;
+	DELETE FROM plpgsql_idem.stripe_idempotency_keys k
+	WHERE k.expires_at <= statement_timestamp()
+	  AND (k.locked_until IS NULL OR k.locked_until <= statement_timestamp());
+	GET DIAGNOSTICS v_n = ROW_COUNT;
+	RETURN v_n;
 END;
 $$;

@@ -26,7 +26,7 @@ sub sql { my ($db, $s) = @_; return $node->safe_psql($db, $s); }
 my @from = ('1.0', '1.1');
 my %db = map { ($_ => 'from_' . ($_ =~ s/\./_/r)) } @from;
 
-$node->safe_psql('postgres', q{CREATE ROLE app LOGIN; CREATE DATABASE fresh;});
+$node->safe_psql('postgres', q{CREATE ROLE app LOGIN; CREATE ROLE nobody; CREATE DATABASE fresh;});
 $node->safe_psql('postgres', "CREATE DATABASE $db{$_}") for @from;
 
 # Every database in a non-default schema, with the table grants an
@@ -38,7 +38,7 @@ for my $d ('fresh', map { $db{$_} } @from)
 	sql($d, qq{
 		CREATE SCHEMA payments;
 		CREATE EXTENSION stripe_idem SCHEMA payments $v;
-		GRANT USAGE ON SCHEMA payments TO app;
+		GRANT USAGE ON SCHEMA payments TO app, nobody;
 		GRANT SELECT, INSERT, UPDATE, DELETE ON payments.stripe_idempotency_keys TO app;
 	});
 }
@@ -172,6 +172,17 @@ for my $version (@from)
 	(my $newkey = $new) =~ s/^acquired //;
 	is(sql($d, qq{SELECT recorded FROM payments.record_stripe_idempotency('up:test', 'brand-new', '$newkey', 'cs_new')}),
 		't', "at $version: and recorded");
+
+	# The old functions run with the caller's rights: a role without
+	# SELECT on the table is refused, also where the library reads the
+	# row without a statement.
+	{
+		my ($rc, $out, $err) = $node->psql($d, q{SET ROLE nobody;
+			SELECT found FROM payments.check_stripe_idempotency('up:test', 'op-17');
+			SELECT state FROM payments.begin_stripe_idempotency('up:test', 'op-17')});
+		is(scalar(() = $err =~ /permission denied for table stripe_idempotency_keys/g), 2,
+			"at $version: a role without table privileges can neither check nor begin");
+	}
 
 	if ($version eq '1.0')
 	{
