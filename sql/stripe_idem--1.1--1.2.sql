@@ -206,6 +206,134 @@ EXCEPTION
 END
 $preload_notice$;
 
+--
+-- What on-call asks, per operation type, in this database: how many
+-- operations are done, in flight, stalled (the holder's lease lapsed: the
+-- next retry takes over with the same key), unresolved (DESIGN: no live
+-- lease, and the key may no longer be sent: past its ttl, or a new default
+-- lease would end after created_at + stripe_idem.key_window; counted from
+-- the row's times whether or not anybody called begin since), expired and
+-- waiting for the sweep; how long ago the oldest live lease was taken, and
+-- the most attempts of an operation still in progress.
+--
+-- Cheap on a large table: only in_progress rows need the time tests, and
+-- they are found through a partial index; expired rows through the
+-- expires_at index; completed is counted on a small table and estimated
+-- from the planner's statistics on a large one (below).
+-- docs/OPERATIONS.md has the measurements on 10 million rows.
+--
+-- Readable by pg_monitor. The view runs with its owner's rights on the
+-- table, so the monitoring role needs no privilege on it, and sees counts,
+-- never keys or responses.
+--
+CREATE INDEX stripe_idempotency_keys_in_progress_idx
+	ON stripe_idempotency_keys (operation_type)
+	WHERE status OPERATOR(pg_catalog.=) 'in_progress';
+
+CREATE VIEW stripe_idem_overview AS
+WITH settings AS (
+	SELECT pg_catalog.statement_timestamp() AS now,
+		   COALESCE(pg_catalog.current_setting('stripe_idem.default_lease', true), '90s')::pg_catalog.interval AS lease,
+		   COALESCE(pg_catalog.current_setting('stripe_idem.key_window', true), '1d')::pg_catalog.interval AS key_window,
+		   COALESCE(pg_catalog.current_setting('stripe_idem.unresolved_retention', true), '30d')::pg_catalog.interval AS retention
+),
+size AS (
+	SELECT c.reltuples FROM pg_catalog.pg_class c
+	WHERE c.oid OPERATOR(pg_catalog.=) '@extschema@.stripe_idempotency_keys'::pg_catalog.regclass
+),
+-- Rows per operation type: counted while the table is small (under a
+-- million rows at the last ANALYZE, or never analyzed); above that read
+-- from the planner's statistics (the most common values of operation_type
+-- and their frequencies, kept by autovacuum's ANALYZE), which costs nothing.
+-- The one-time filter skips the scan that is not wanted.
+counted AS (
+	SELECT k.operation_type, pg_catalog.count(*) AS total
+	FROM @extschema@.stripe_idempotency_keys k
+	WHERE (SELECT reltuples FROM size) OPERATOR(pg_catalog.<) 1000000
+	GROUP BY k.operation_type
+),
+estimated AS (
+	SELECT v.operation_type COLLATE pg_catalog."C" AS operation_type,
+		   (v.freq OPERATOR(pg_catalog.*) sz.reltuples)::pg_catalog.int8 AS total
+	FROM size sz,
+		 pg_catalog.pg_statistic st,
+		 LATERAL ROWS FROM (pg_catalog.unnest(
+			(CASE 1 WHEN st.stakind1 THEN st.stavalues1::pg_catalog.text WHEN st.stakind2 THEN st.stavalues2::pg_catalog.text
+					WHEN st.stakind3 THEN st.stavalues3::pg_catalog.text WHEN st.stakind4 THEN st.stavalues4::pg_catalog.text
+					WHEN st.stakind5 THEN st.stavalues5::pg_catalog.text END)::pg_catalog.text[]),
+			pg_catalog.unnest(CASE 1 WHEN st.stakind1 THEN st.stanumbers1 WHEN st.stakind2 THEN st.stanumbers2
+					WHEN st.stakind3 THEN st.stanumbers3 WHEN st.stakind4 THEN st.stanumbers4
+					WHEN st.stakind5 THEN st.stanumbers5 END)) AS v(operation_type, freq)
+	WHERE sz.reltuples OPERATOR(pg_catalog.>=) 1000000
+	  AND st.starelid OPERATOR(pg_catalog.=) '@extschema@.stripe_idempotency_keys'::pg_catalog.regclass
+	  AND st.staattnum OPERATOR(pg_catalog.=) (
+			SELECT a.attnum FROM pg_catalog.pg_attribute a
+			WHERE a.attrelid OPERATOR(pg_catalog.=) '@extschema@.stripe_idempotency_keys'::pg_catalog.regclass
+			  AND a.attname OPERATOR(pg_catalog.=) 'operation_type')
+	  AND NOT st.stainherit
+),
+-- Expired completed rows, waiting for the sweep, through the expires_at
+-- index: ordered and limited so that the planner walks the index from its
+-- start instead of guessing a third of the table (it cannot know
+-- statement_timestamp() when it plans). More than a million is "a million":
+-- the sweep is far behind either way.
+past_expiry AS (
+	SELECT p.operation_type,
+		   pg_catalog.count(*) FILTER (WHERE p.status OPERATOR(pg_catalog.=) 'completed') AS completed_expired
+	FROM (SELECT k.operation_type, k.status
+		  FROM @extschema@.stripe_idempotency_keys k
+		  WHERE k.expires_at OPERATOR(pg_catalog.<=) pg_catalog.statement_timestamp()
+		  ORDER BY k.expires_at
+		  LIMIT 1000000) p
+	GROUP BY p.operation_type
+),
+open AS (
+	SELECT k.operation_type,
+		   pg_catalog.count(*) AS in_progress,
+		   pg_catalog.count(*) FILTER (WHERE k.locked_until OPERATOR(pg_catalog.>) s.now) AS in_flight,
+		   pg_catalog.count(*) FILTER (WHERE (k.locked_until IS NULL OR k.locked_until OPERATOR(pg_catalog.<=) s.now)
+				AND k.expires_at OPERATOR(pg_catalog.>) s.now
+				AND (s.now OPERATOR(pg_catalog.+) s.lease) OPERATOR(pg_catalog.<=) (k.created_at OPERATOR(pg_catalog.+) s.key_window)) AS stalled,
+		   pg_catalog.count(*) FILTER (WHERE (k.locked_until IS NULL OR k.locked_until OPERATOR(pg_catalog.<=) s.now)
+				AND (k.expires_at OPERATOR(pg_catalog.+) s.retention) OPERATOR(pg_catalog.>) s.now
+				AND (k.expires_at OPERATOR(pg_catalog.<=) s.now
+					 OR (s.now OPERATOR(pg_catalog.+) s.lease) OPERATOR(pg_catalog.>) (k.created_at OPERATOR(pg_catalog.+) s.key_window))) AS unresolved,
+		   pg_catalog.count(*) FILTER (WHERE (k.locked_until IS NULL OR k.locked_until OPERATOR(pg_catalog.<=) s.now)
+				AND (k.expires_at OPERATOR(pg_catalog.+) s.retention) OPERATOR(pg_catalog.<=) s.now) AS abandoned,
+		   s.now OPERATOR(pg_catalog.-) (pg_catalog.min(k.updated_at) FILTER (WHERE k.locked_until OPERATOR(pg_catalog.>) s.now)) AS oldest_in_flight,
+		   pg_catalog.max(k.attempts) AS max_attempts
+	FROM @extschema@.stripe_idempotency_keys k, settings s
+	WHERE k.status OPERATOR(pg_catalog.=) 'in_progress'
+	GROUP BY k.operation_type, s.now
+),
+types AS (
+	SELECT operation_type FROM counted
+	UNION SELECT operation_type FROM estimated
+	UNION SELECT operation_type FROM open
+	UNION SELECT operation_type FROM past_expiry
+)
+SELECT t.operation_type,
+	   GREATEST(COALESCE(c.total, e.total, 0)
+				OPERATOR(pg_catalog.-) COALESCE(o.in_progress, 0)
+				OPERATOR(pg_catalog.-) COALESCE(x.completed_expired, 0), 0) AS completed,
+	   COALESCE(o.in_flight, 0) AS in_flight,
+	   COALESCE(o.stalled, 0) AS stalled,
+	   COALESCE(o.unresolved, 0) AS unresolved,
+	   COALESCE(x.completed_expired, 0) OPERATOR(pg_catalog.+) COALESCE(o.abandoned, 0) AS expired,
+	   o.oldest_in_flight,
+	   COALESCE(o.max_attempts, 0) AS max_attempts
+FROM types t
+LEFT JOIN counted c ON c.operation_type OPERATOR(pg_catalog.=) t.operation_type
+LEFT JOIN estimated e ON e.operation_type OPERATOR(pg_catalog.=) t.operation_type
+LEFT JOIN open o ON o.operation_type OPERATOR(pg_catalog.=) t.operation_type
+LEFT JOIN past_expiry x ON x.operation_type OPERATOR(pg_catalog.=) t.operation_type;
+
+COMMENT ON VIEW stripe_idem_overview IS
+	'Operations per type and state, for on-call and exporters (stripe_idem)';
+
+REVOKE ALL ON stripe_idem_overview FROM PUBLIC;
+GRANT SELECT ON stripe_idem_overview TO pg_monitor;
+
 -- The counters gain "unresolved" (how often begin answered it). The OUT
 -- columns change, so the function and its view are made again, with the
 -- same grants.

@@ -4,7 +4,8 @@
 #   ensure_deps.sh            install what is missing (root), or print the apt line and fail
 #   ensure_deps.sh --check    only report; fail when something is missing
 #   ensure_deps.sh --bench    also the benchmark tools (gnuplot)
-#   ensure_deps.sh --test     also the static and memory checkers (cppcheck, valgrind) and
+#   ensure_deps.sh --test     also the static and memory checkers (cppcheck, valgrind),
+#                             the exporter and promtool of the monitoring suite, and
 #                             pgbouncer, for the suites that test through a pooler
 #   ensure_deps.sh --chroot   also debootstrap, for the chroots of the other majors
 #
@@ -46,6 +47,10 @@ if [ "$want_test" = 1 ]; then
 	command -v cppcheck >/dev/null || missing+=(cppcheck)
 	command -v valgrind >/dev/null || missing+=(valgrind)
 	[ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null || missing+=(pgbouncer)
+	# the monitoring suite: examples/monitoring/ against the real exporter and promtool
+	[ -x /usr/bin/prometheus-postgres-exporter ] || missing+=(prometheus-postgres-exporter)
+	command -v promtool >/dev/null || missing+=(prometheus)
+	command -v curl >/dev/null || missing+=(curl)
 fi
 if [ "$want_chroot" = 1 ]; then
 	command -v debootstrap >/dev/null || missing+=(debootstrap)

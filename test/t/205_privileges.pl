@@ -103,6 +103,7 @@ my %calls = (
 	'stripe_idem_distribute' => q{SELECT payments.stripe_idem_distribute()},
 	'view stripe_idem_stats' => q{SELECT * FROM payments.stripe_idem_stats},
 	'view stripe_idem_sweeper' => q{SELECT * FROM payments.stripe_idem_sweeper},
+	'view stripe_idem_overview' => q{SELECT * FROM payments.stripe_idem_overview},
 	'table stripe_idempotency_keys' => q{SELECT * FROM payments.stripe_idempotency_keys},
 );
 
