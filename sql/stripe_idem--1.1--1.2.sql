@@ -334,6 +334,212 @@ COMMENT ON VIEW stripe_idem_overview IS
 REVOKE ALL ON stripe_idem_overview FROM PUBLIC;
 GRANT SELECT ON stripe_idem_overview TO pg_monitor;
 
+--
+-- Coming from a hand-written table (README, "Coming from a hand-written
+-- table"): copy its live rows into the extension's table, installed in a
+-- schema of its own beside the old one. Columns are matched by name:
+-- operation_type, operation_id and stripe_idempotency_key are required;
+-- stripe_resource_id, response, status, created_at, expires_at,
+-- completed_at and request_fingerprint are used when present.
+--
+--   - a row with a Stripe result (resource id or response) becomes
+--     completed: retries replay it;
+--   - a row with a key and no result becomes in_progress with a lapsed
+--     lease and its OLD key, and keeps its created_at: the next begin hands
+--     the same key to Stripe, which replays whatever that key created, or
+--     answers "unresolved" once the key is older than the key window;
+--   - expired rows are skipped: a completed one past its expires_at, one
+--     without a result only once it would count as absent (past expires_at
+--     + stripe_idem.unresolved_retention), since until then its outcome is
+--     unknown;
+--   - operations the extension already holds are left alone, so a second
+--     run copies nothing it copied before.
+-- Every row is checked first (the table's rules, a key owned by another
+-- operation): a bad source raises an error naming the row, and nothing is
+-- written. Returns how many rows were copied. The table is locked against
+-- writers for the copy (SHARE ROW EXCLUSIVE: begin waits, reads go on).
+-- An operator's call: superusers, and whoever they grant it to.
+--
+CREATE FUNCTION stripe_idem_import(source regclass)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $import$
+DECLARE
+	tbl constant text := '@extschema@.stripe_idempotency_keys';
+	required constant text[] := ARRAY['operation_type', 'operation_id', 'stripe_idempotency_key'];
+	optional constant text[] := ARRAY['stripe_resource_id', 'response', 'status', 'created_at',
+									  'expires_at', 'completed_at', 'request_fingerprint'];
+	present text[];
+	col text;
+	expr text[] := ARRAY[]::text[];
+	ttl interval := COALESCE(current_setting('stripe_idem.default_ttl', true), '1d')::interval;
+	key_window interval := COALESCE(current_setting('stripe_idem.key_window', true), '1d')::interval;
+	retention interval := COALESCE(current_setting('stripe_idem.unresolved_retention', true), '30d')::interval;
+	bad record;
+	copied bigint;
+BEGIN
+	IF source IS NULL THEN
+		RAISE EXCEPTION 'source must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	IF source OPERATOR(pg_catalog.=) tbl::regclass THEN
+		RAISE EXCEPTION 'cannot import % into itself', source
+			USING ERRCODE = '22023',
+				  HINT = 'Pass the hand-written table, e.g. stripe_idem_import(''public.stripe_idempotency_keys'') with the extension in another schema.';
+	END IF;
+
+	SELECT array_agg(attname::text) INTO present
+	FROM pg_attribute
+	WHERE attrelid OPERATOR(pg_catalog.=) source AND attnum OPERATOR(pg_catalog.>) 0
+	  AND NOT attisdropped;
+
+	FOREACH col IN ARRAY required LOOP
+		IF NOT col OPERATOR(pg_catalog.=) ANY (present) THEN
+			RAISE EXCEPTION 'column "%" does not exist in %', col, source
+				USING ERRCODE = '42703',
+					  DETAIL = 'stripe_idem_import() needs operation_type, operation_id and stripe_idempotency_key.',
+					  HINT = 'Rename the column, or import from a view that names the columns so.';
+		END IF;
+	END LOOP;
+
+	-- Each column as the extension's type; NULL when the source lacks it.
+	FOREACH col IN ARRAY (required OPERATOR(pg_catalog.||) optional) LOOP
+		IF col OPERATOR(pg_catalog.=) ANY (present) THEN
+			expr := expr OPERATOR(pg_catalog.||) format('s.%I::%s AS %I', col,
+				CASE col WHEN 'response' THEN 'jsonb'
+						 WHEN 'operation_type' THEN 'text COLLATE pg_catalog."C"'
+						 WHEN 'operation_id' THEN 'text COLLATE pg_catalog."C"'
+						 WHEN 'stripe_idempotency_key' THEN 'text COLLATE pg_catalog."C"'
+						 WHEN 'created_at' THEN 'timestamptz'
+						 WHEN 'expires_at' THEN 'timestamptz'
+						 WHEN 'completed_at' THEN 'timestamptz'
+						 ELSE 'text' END, col);
+		ELSE
+			expr := expr OPERATOR(pg_catalog.||) format('NULL::%s AS %I',
+				CASE col WHEN 'response' THEN 'jsonb'
+						 WHEN 'created_at' THEN 'timestamptz'
+						 WHEN 'expires_at' THEN 'timestamptz'
+						 WHEN 'completed_at' THEN 'timestamptz'
+						 ELSE 'text' END, col);
+		END IF;
+	END LOOP;
+
+	EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', tbl);
+
+	-- The rows as they would be written, one per source row, in a scratch
+	-- table that lives until the end of the transaction.
+	IF to_regclass('pg_temp.stripe_idem_import_rows') IS NOT NULL THEN
+		DROP TABLE pg_temp.stripe_idem_import_rows;
+	END IF;
+	EXECUTE format($q$
+		CREATE TEMP TABLE stripe_idem_import_rows ON COMMIT DROP AS
+		WITH src AS (SELECT %s FROM %s s),
+		shaped AS (
+			SELECT src.*,
+				   (src.stripe_resource_id IS NOT NULL OR src.response IS NOT NULL) AS has_result,
+				   COALESCE(src.created_at,
+							CASE WHEN src.stripe_resource_id IS NULL AND src.response IS NULL
+								 -- a key of unknown age: treat it as at the end of the window
+								 THEN (statement_timestamp() OPERATOR(pg_catalog.-) $1)
+								 ELSE statement_timestamp() END) AS made_at
+			FROM src)
+		SELECT row_number() OVER () AS n, shaped.*,
+			   COALESCE(shaped.expires_at, shaped.made_at OPERATOR(pg_catalog.+) $2) AS expires
+		FROM shaped$q$, array_to_string(expr, ', '), source)
+	USING key_window, ttl;
+
+	DELETE FROM pg_temp.stripe_idem_import_rows r
+	WHERE CASE WHEN r.has_result THEN r.expires OPERATOR(pg_catalog.<=) statement_timestamp()
+			   ELSE (r.expires OPERATOR(pg_catalog.+) retention) OPERATOR(pg_catalog.<=) statement_timestamp() END;
+
+	-- Every rule, before anything is written; the first bad row is named.
+	FOR bad IN
+		SELECT r.*
+		FROM pg_temp.stripe_idem_import_rows r
+		WHERE r.operation_type IS NULL OR r.operation_id IS NULL OR r.stripe_idempotency_key IS NULL
+		   OR NOT @extschema@.stripe_idem_row_is_valid(ROW(r.operation_type, r.operation_id,
+				r.stripe_idempotency_key, r.request_fingerprint,
+				CASE WHEN r.has_result THEN 'completed' ELSE 'in_progress' END,
+				r.stripe_resource_id, r.response, 1, NULL, r.made_at, statement_timestamp(),
+				CASE WHEN r.has_result THEN COALESCE(r.completed_at, r.made_at) END,
+				r.expires)::@extschema@.stripe_idempotency_keys)
+		ORDER BY r.n
+		LIMIT 1
+	LOOP
+		RAISE EXCEPTION 'row % of % breaks the rules of stripe_idempotency_keys', bad.n, source
+			USING ERRCODE = '22023',
+				  DETAIL = format('Operation %s/%s: %s. Nothing was imported.',
+					left(coalesce(bad.operation_type, 'NULL'), 64), left(coalesce(bad.operation_id, 'NULL'), 128),
+					CASE
+					  WHEN bad.operation_type IS NULL OR bad.operation_type !~ '^[A-Za-z0-9_.:-]{1,64}$'
+						THEN 'operation_type must be 1 to 64 of A-Z a-z 0-9 _ . : -'
+					  WHEN bad.operation_id IS NULL OR bad.operation_id !~ '^[!-~]{1,128}$'
+						THEN 'operation_id must be 1 to 128 printable ASCII characters'
+					  WHEN bad.stripe_idempotency_key IS NULL OR bad.stripe_idempotency_key !~ '^[!-~]{1,255}$'
+						THEN 'stripe_idempotency_key must be 1 to 255 printable ASCII characters'
+					  WHEN bad.request_fingerprint !~ '^[0-9a-f]{64}$'
+						THEN 'request_fingerprint must be NULL or 64 lower-case hex digits'
+					  WHEN length(bad.stripe_resource_id) NOT BETWEEN 1 AND 255
+						THEN 'stripe_resource_id must be NULL or 1 to 255 characters'
+					  ELSE 'its times do not fit together (expires_at, created_at)' END),
+				  HINT = 'Fix or delete that row in the source, or import from a view that leaves it out.';
+	END LOOP;
+
+	FOR bad IN
+		SELECT r.n, r.operation_type, r.operation_id
+		FROM pg_temp.stripe_idem_import_rows r
+		WHERE EXISTS (SELECT FROM pg_temp.stripe_idem_import_rows o
+					  WHERE o.stripe_idempotency_key OPERATOR(pg_catalog.=) r.stripe_idempotency_key
+						AND o.n OPERATOR(pg_catalog.<>) r.n)
+		   OR EXISTS (SELECT FROM pg_temp.stripe_idem_import_rows o
+					  WHERE o.operation_type OPERATOR(pg_catalog.=) r.operation_type
+						AND o.operation_id OPERATOR(pg_catalog.=) r.operation_id
+						AND o.n OPERATOR(pg_catalog.<>) r.n)
+		ORDER BY r.n
+		LIMIT 1
+	LOOP
+		RAISE EXCEPTION 'row % of % repeats an operation or a stripe_idempotency_key of another row', bad.n, source
+			USING ERRCODE = '23505',
+				  DETAIL = format('Operation %s/%s. Nothing was imported.', bad.operation_type, bad.operation_id);
+	END LOOP;
+
+	EXECUTE format($q$
+		SELECT r.n, r.operation_type, r.operation_id
+		FROM pg_temp.stripe_idem_import_rows r
+		JOIN %s k ON k.stripe_idempotency_key OPERATOR(pg_catalog.=) r.stripe_idempotency_key
+		WHERE NOT (k.operation_type OPERATOR(pg_catalog.=) r.operation_type
+				   AND k.operation_id OPERATOR(pg_catalog.=) r.operation_id)
+		ORDER BY r.n LIMIT 1$q$, tbl) INTO bad;
+	IF bad.n IS NOT NULL THEN
+		RAISE EXCEPTION 'row % of % has a stripe_idempotency_key another operation owns', bad.n, source
+			USING ERRCODE = '23505',
+				  DETAIL = format('Operation %s/%s. Nothing was imported.', bad.operation_type, bad.operation_id);
+	END IF;
+
+	EXECUTE format($q$
+		INSERT INTO %s AS k (operation_type, operation_id, stripe_idempotency_key,
+			request_fingerprint, status, stripe_resource_id, response, attempts,
+			locked_until, created_at, updated_at, completed_at, expires_at)
+		SELECT r.operation_type, r.operation_id, r.stripe_idempotency_key,
+			   r.request_fingerprint,
+			   CASE WHEN r.has_result THEN 'completed' ELSE 'in_progress' END,
+			   r.stripe_resource_id, r.response, 1, NULL, r.made_at, statement_timestamp(),
+			   CASE WHEN r.has_result THEN COALESCE(r.completed_at, r.made_at) END,
+			   r.expires
+		FROM pg_temp.stripe_idem_import_rows r
+		ORDER BY r.n
+		ON CONFLICT (operation_type, operation_id) DO NOTHING$q$, tbl);
+	GET DIAGNOSTICS copied = ROW_COUNT;
+	DROP TABLE pg_temp.stripe_idem_import_rows;
+	RETURN copied;
+END
+$import$;
+
+COMMENT ON FUNCTION stripe_idem_import(regclass) IS
+	'Copy the live rows of a hand-written idempotency table into the extension''s (stripe_idem)';
+
+REVOKE ALL ON FUNCTION stripe_idem_import(regclass) FROM PUBLIC;
+
 -- The counters gain "unresolved" (how often begin answered it). The OUT
 -- columns change, so the function and its view are made again, with the
 -- same grants.
