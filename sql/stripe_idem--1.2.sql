@@ -190,13 +190,15 @@ REVOKE ALL ON FUNCTION cleanup_expired_idempotency_keys(integer) FROM PUBLIC;
 -- Adoption and operations (1.2): what a newcomer or on-call engineer needs
 -- around the API. Without shared_preload_libraries nothing expires on its
 -- own: say so where the extension is created, not only in the server log.
+-- A WARNING: CREATE and ALTER EXTENSION raise client_min_messages to
+-- WARNING while a script runs, so a NOTICE would never be seen.
 -- The sweeper's settings exist only when the library is preloaded; they are
 -- superuser-only, so a role that may not read them is simply not told.
 --
 DO $preload_notice$
 BEGIN
 	IF pg_catalog.current_setting('stripe_idem.sweep_interval', true) IS NULL THEN
-		RAISE NOTICE 'stripe_idem is not in shared_preload_libraries: expired keys will not be deleted on their own'
+		RAISE WARNING 'stripe_idem is not in shared_preload_libraries: expired keys will not be deleted on their own'
 			USING DETAIL = 'Without the preload there is no background sweeper, and the views stripe_idem_stats and stripe_idem_sweeper raise an error.',
 				  HINT = 'Add stripe_idem to shared_preload_libraries in postgresql.conf and restart the server (every database with the extension is then swept), or call cleanup_expired_idempotency_keys() from a scheduler.';
 	END IF;

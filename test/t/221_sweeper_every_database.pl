@@ -3,7 +3,7 @@
 # extension, after the server started; a database without the extension is
 # neither logged nor shown in stripe_idem_sweeper; a database that gets
 # the extension is logged once; an explicit list still narrows it. Without
-# the preload, CREATE EXTENSION says that nothing will expire on its own.
+# the preload, CREATE EXTENSION warns that nothing will expire on its own.
 use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
@@ -99,7 +99,7 @@ $plain->start;
 my ($out, $err);
 $plain->psql('postgres', 'CREATE EXTENSION stripe_idem', stdout => \$out, stderr => \$err,
 	on_error_stop => 1);
-like($err, qr/NOTICE:  stripe_idem is not in shared_preload_libraries: expired keys will not be deleted on their own/,
+like($err, qr/WARNING:  stripe_idem is not in shared_preload_libraries: expired keys will not be deleted on their own/,
 	'CREATE EXTENSION without the preload says that nothing expires on its own');
 like($err, qr/HINT:  Add stripe_idem to shared_preload_libraries/, 'and what to do');
 $plain->stop;
