@@ -61,6 +61,8 @@ like($stdout, qr/^mismatch$/m, 'other parameters are a mismatch');
 like($stdout, qr/^unresolved\|t\|1$/m, 'an old key is unresolved, same key, attempts 1');
 like($stdout, qr/^acquired\|t$/m, 'restart hands out a new key');
 like($stdout, qr/^t\|completed$/m, 'check reports completed');
+like($stdout, qr/^checkout:create\|1\|\d+\|\d+\|0\|0\|/m,
+	'the overview counts the completed operation, nothing unresolved or expired');
 
 # What the README's setup left behind: the application role holds EXECUTE
 # and nothing on the table, and its search_path finds the functions.
