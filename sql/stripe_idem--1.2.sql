@@ -187,6 +187,362 @@ REVOKE ALL ON FUNCTION release_stripe_idempotency(text, text, text, integer) FRO
 REVOKE ALL ON FUNCTION cleanup_expired_idempotency_keys(integer) FROM PUBLIC;
 
 --
+-- Adoption and operations (1.2): what a newcomer or on-call engineer needs
+-- around the API. Without shared_preload_libraries nothing expires on its
+-- own: say so where the extension is created, not only in the server log.
+-- A WARNING: CREATE and ALTER EXTENSION raise client_min_messages to
+-- WARNING while a script runs, so a NOTICE would never be seen.
+-- The sweeper's settings exist only when the library is preloaded; they are
+-- superuser-only, so a role that may not read them is simply not told.
+--
+DO $preload_notice$
+BEGIN
+	IF pg_catalog.current_setting('stripe_idem.sweep_interval', true) IS NULL THEN
+		RAISE WARNING 'stripe_idem is not in shared_preload_libraries: expired keys will not be deleted on their own'
+			USING DETAIL = 'Without the preload there is no background sweeper, and the views stripe_idem_stats and stripe_idem_sweeper raise an error.',
+				  HINT = 'Add stripe_idem to shared_preload_libraries in postgresql.conf and restart the server (every database with the extension is then swept), or call cleanup_expired_idempotency_keys() from a scheduler.';
+	END IF;
+EXCEPTION
+	WHEN insufficient_privilege THEN
+		NULL;
+END
+$preload_notice$;
+
+--
+-- What on-call asks, per operation type, in this database: how many
+-- operations are done, in flight, stalled (the holder's lease lapsed: the
+-- next retry takes over with the same key), unresolved (DESIGN: no live
+-- lease, and the key may no longer be sent: past its ttl, or a new default
+-- lease would end after created_at + stripe_idem.key_window; counted from
+-- the row's times whether or not anybody called begin since), expired and
+-- waiting for the sweep; how long ago the oldest live lease was taken, and
+-- the most attempts of an operation still in progress.
+--
+-- Cheap on a large table: only in_progress rows need the time tests, and
+-- they are found through a partial index; expired rows through the
+-- expires_at index; completed is counted on a small table and estimated
+-- from the planner's statistics on a large one (below).
+-- docs/OPERATIONS.md has the measurements on 10 million rows.
+--
+-- Readable by pg_monitor. The view runs with its owner's rights on the
+-- table, so the monitoring role needs no privilege on it, and sees counts,
+-- never keys or responses.
+--
+CREATE INDEX stripe_idempotency_keys_in_progress_idx
+	ON stripe_idempotency_keys (operation_type)
+	WHERE status OPERATOR(pg_catalog.=) 'in_progress';
+
+CREATE VIEW stripe_idem_overview AS
+WITH settings AS (
+	SELECT pg_catalog.statement_timestamp() AS now,
+		   COALESCE(pg_catalog.current_setting('stripe_idem.default_lease', true), '90s')::pg_catalog.interval AS lease,
+		   COALESCE(pg_catalog.current_setting('stripe_idem.key_window', true), '1d')::pg_catalog.interval AS key_window,
+		   COALESCE(pg_catalog.current_setting('stripe_idem.unresolved_retention', true), '30d')::pg_catalog.interval AS retention
+),
+size AS (
+	SELECT c.reltuples FROM pg_catalog.pg_class c
+	WHERE c.oid OPERATOR(pg_catalog.=) '@extschema@.stripe_idempotency_keys'::pg_catalog.regclass
+),
+-- Rows per operation type: counted while the table is small (under a
+-- million rows at the last ANALYZE, or never analyzed); above that read
+-- from the planner's statistics (the most common values of operation_type
+-- and their frequencies, kept by autovacuum's ANALYZE), which costs nothing.
+-- The one-time filter skips the scan that is not wanted.
+counted AS (
+	SELECT k.operation_type, pg_catalog.count(*) AS total
+	FROM @extschema@.stripe_idempotency_keys k
+	WHERE (SELECT reltuples FROM size) OPERATOR(pg_catalog.<) 1000000
+	GROUP BY k.operation_type
+),
+estimated AS (
+	SELECT v.operation_type COLLATE pg_catalog."C" AS operation_type,
+		   (v.freq OPERATOR(pg_catalog.*) sz.reltuples)::pg_catalog.int8 AS total
+	FROM size sz,
+		 pg_catalog.pg_statistic st,
+		 LATERAL ROWS FROM (pg_catalog.unnest(
+			(CASE 1 WHEN st.stakind1 THEN st.stavalues1::pg_catalog.text WHEN st.stakind2 THEN st.stavalues2::pg_catalog.text
+					WHEN st.stakind3 THEN st.stavalues3::pg_catalog.text WHEN st.stakind4 THEN st.stavalues4::pg_catalog.text
+					WHEN st.stakind5 THEN st.stavalues5::pg_catalog.text END)::pg_catalog.text[]),
+			pg_catalog.unnest(CASE 1 WHEN st.stakind1 THEN st.stanumbers1 WHEN st.stakind2 THEN st.stanumbers2
+					WHEN st.stakind3 THEN st.stanumbers3 WHEN st.stakind4 THEN st.stanumbers4
+					WHEN st.stakind5 THEN st.stanumbers5 END)) AS v(operation_type, freq)
+	WHERE sz.reltuples OPERATOR(pg_catalog.>=) 1000000
+	  AND st.starelid OPERATOR(pg_catalog.=) '@extschema@.stripe_idempotency_keys'::pg_catalog.regclass
+	  AND st.staattnum OPERATOR(pg_catalog.=) (
+			SELECT a.attnum FROM pg_catalog.pg_attribute a
+			WHERE a.attrelid OPERATOR(pg_catalog.=) '@extschema@.stripe_idempotency_keys'::pg_catalog.regclass
+			  AND a.attname OPERATOR(pg_catalog.=) 'operation_type')
+	  AND NOT st.stainherit
+),
+-- Expired completed rows, waiting for the sweep, through the expires_at
+-- index: ordered and limited so that the planner walks the index from its
+-- start instead of guessing a third of the table (it cannot know
+-- statement_timestamp() when it plans). More than a million is "a million":
+-- the sweep is far behind either way.
+past_expiry AS (
+	SELECT p.operation_type,
+		   pg_catalog.count(*) FILTER (WHERE p.status OPERATOR(pg_catalog.=) 'completed') AS completed_expired
+	FROM (SELECT k.operation_type, k.status
+		  FROM @extschema@.stripe_idempotency_keys k
+		  WHERE k.expires_at OPERATOR(pg_catalog.<=) pg_catalog.statement_timestamp()
+		  ORDER BY k.expires_at
+		  LIMIT 1000000) p
+	GROUP BY p.operation_type
+),
+open AS (
+	SELECT k.operation_type,
+		   pg_catalog.count(*) AS in_progress,
+		   pg_catalog.count(*) FILTER (WHERE k.locked_until OPERATOR(pg_catalog.>) s.now) AS in_flight,
+		   pg_catalog.count(*) FILTER (WHERE (k.locked_until IS NULL OR k.locked_until OPERATOR(pg_catalog.<=) s.now)
+				AND k.expires_at OPERATOR(pg_catalog.>) s.now
+				AND (s.now OPERATOR(pg_catalog.+) s.lease) OPERATOR(pg_catalog.<=) (k.created_at OPERATOR(pg_catalog.+) s.key_window)) AS stalled,
+		   pg_catalog.count(*) FILTER (WHERE (k.locked_until IS NULL OR k.locked_until OPERATOR(pg_catalog.<=) s.now)
+				AND (k.expires_at OPERATOR(pg_catalog.+) s.retention) OPERATOR(pg_catalog.>) s.now
+				AND (k.expires_at OPERATOR(pg_catalog.<=) s.now
+					 OR (s.now OPERATOR(pg_catalog.+) s.lease) OPERATOR(pg_catalog.>) (k.created_at OPERATOR(pg_catalog.+) s.key_window))) AS unresolved,
+		   pg_catalog.count(*) FILTER (WHERE (k.locked_until IS NULL OR k.locked_until OPERATOR(pg_catalog.<=) s.now)
+				AND (k.expires_at OPERATOR(pg_catalog.+) s.retention) OPERATOR(pg_catalog.<=) s.now) AS abandoned,
+		   s.now OPERATOR(pg_catalog.-) (pg_catalog.min(k.updated_at) FILTER (WHERE k.locked_until OPERATOR(pg_catalog.>) s.now)) AS oldest_in_flight,
+		   pg_catalog.max(k.attempts) AS max_attempts
+	FROM @extschema@.stripe_idempotency_keys k, settings s
+	WHERE k.status OPERATOR(pg_catalog.=) 'in_progress'
+	GROUP BY k.operation_type, s.now
+),
+types AS (
+	SELECT operation_type FROM counted
+	UNION SELECT operation_type FROM estimated
+	UNION SELECT operation_type FROM open
+	UNION SELECT operation_type FROM past_expiry
+)
+SELECT t.operation_type,
+	   GREATEST(COALESCE(c.total, e.total, 0)
+				OPERATOR(pg_catalog.-) COALESCE(o.in_progress, 0)
+				OPERATOR(pg_catalog.-) COALESCE(x.completed_expired, 0), 0) AS completed,
+	   COALESCE(o.in_flight, 0) AS in_flight,
+	   COALESCE(o.stalled, 0) AS stalled,
+	   COALESCE(o.unresolved, 0) AS unresolved,
+	   COALESCE(x.completed_expired, 0) OPERATOR(pg_catalog.+) COALESCE(o.abandoned, 0) AS expired,
+	   o.oldest_in_flight,
+	   COALESCE(o.max_attempts, 0) AS max_attempts
+FROM types t
+LEFT JOIN counted c ON c.operation_type OPERATOR(pg_catalog.=) t.operation_type
+LEFT JOIN estimated e ON e.operation_type OPERATOR(pg_catalog.=) t.operation_type
+LEFT JOIN open o ON o.operation_type OPERATOR(pg_catalog.=) t.operation_type
+LEFT JOIN past_expiry x ON x.operation_type OPERATOR(pg_catalog.=) t.operation_type;
+
+COMMENT ON VIEW stripe_idem_overview IS
+	'Operations per type and state, for on-call and exporters (stripe_idem)';
+
+REVOKE ALL ON stripe_idem_overview FROM PUBLIC;
+GRANT SELECT ON stripe_idem_overview TO pg_monitor;
+
+--
+-- Coming from a hand-written table (README, "Coming from a hand-written
+-- table"): copy its live rows into the extension's table, installed in a
+-- schema of its own beside the old one. Columns are matched by name:
+-- operation_type, operation_id and stripe_idempotency_key are required;
+-- stripe_resource_id, response, status, created_at, expires_at,
+-- completed_at and request_fingerprint are used when present.
+--
+--   - a row with a Stripe result (resource id or response) becomes
+--     completed: retries replay it;
+--   - a row with a key and no result becomes in_progress with a lapsed
+--     lease and its OLD key, and keeps its created_at: the next begin hands
+--     the same key to Stripe, which replays whatever that key created, or
+--     answers "unresolved" once the key is older than the key window;
+--   - expired rows are skipped: a completed one past its expires_at, one
+--     without a result only once it would count as absent (past expires_at
+--     + stripe_idem.unresolved_retention), since until then its outcome is
+--     unknown;
+--   - operations the extension already holds are left alone, so a second
+--     run copies nothing it copied before.
+-- Every row is checked first (the table's rules, a key owned by another
+-- operation): a bad source raises an error naming the row, and nothing is
+-- written. Returns how many rows were copied. The table is locked against
+-- writers for the copy (SHARE ROW EXCLUSIVE: begin waits, reads go on).
+-- An operator's call: superusers, and whoever they grant it to.
+--
+CREATE FUNCTION stripe_idem_import(source regclass)
+RETURNS bigint
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp
+AS $import$
+DECLARE
+	tbl constant text := '@extschema@.stripe_idempotency_keys';
+	required constant text[] := ARRAY['operation_type', 'operation_id', 'stripe_idempotency_key'];
+	optional constant text[] := ARRAY['stripe_resource_id', 'response', 'status', 'created_at',
+									  'expires_at', 'completed_at', 'request_fingerprint'];
+	present text[];
+	col text;
+	expr text[] := ARRAY[]::text[];
+	ttl interval := COALESCE(current_setting('stripe_idem.default_ttl', true), '1d')::interval;
+	key_window interval := COALESCE(current_setting('stripe_idem.key_window', true), '1d')::interval;
+	retention interval := COALESCE(current_setting('stripe_idem.unresolved_retention', true), '30d')::interval;
+	bad record;
+	copied bigint;
+BEGIN
+	IF source IS NULL THEN
+		RAISE EXCEPTION 'source must not be NULL' USING ERRCODE = '22004';
+	END IF;
+	IF source OPERATOR(pg_catalog.=) tbl::regclass THEN
+		RAISE EXCEPTION 'cannot import % into itself', source
+			USING ERRCODE = '22023',
+				  HINT = 'Pass the hand-written table, e.g. stripe_idem_import(''public.stripe_idempotency_keys'') with the extension in another schema.';
+	END IF;
+
+	SELECT array_agg(attname::text) INTO present
+	FROM pg_attribute
+	WHERE attrelid OPERATOR(pg_catalog.=) source AND attnum OPERATOR(pg_catalog.>) 0
+	  AND NOT attisdropped;
+
+	FOREACH col IN ARRAY required LOOP
+		IF NOT col OPERATOR(pg_catalog.=) ANY (present) THEN
+			RAISE EXCEPTION 'column "%" does not exist in %', col, source
+				USING ERRCODE = '42703',
+					  DETAIL = 'stripe_idem_import() needs operation_type, operation_id and stripe_idempotency_key.',
+					  HINT = 'Rename the column, or import from a view that names the columns so.';
+		END IF;
+	END LOOP;
+
+	-- Each column as the extension's type; NULL when the source lacks it.
+	FOREACH col IN ARRAY (required OPERATOR(pg_catalog.||) optional) LOOP
+		IF col OPERATOR(pg_catalog.=) ANY (present) THEN
+			expr := expr OPERATOR(pg_catalog.||) format('s.%I::%s AS %I', col,
+				CASE col WHEN 'response' THEN 'jsonb'
+						 WHEN 'operation_type' THEN 'text COLLATE pg_catalog."C"'
+						 WHEN 'operation_id' THEN 'text COLLATE pg_catalog."C"'
+						 WHEN 'stripe_idempotency_key' THEN 'text COLLATE pg_catalog."C"'
+						 WHEN 'created_at' THEN 'timestamptz'
+						 WHEN 'expires_at' THEN 'timestamptz'
+						 WHEN 'completed_at' THEN 'timestamptz'
+						 ELSE 'text' END, col);
+		ELSE
+			expr := expr OPERATOR(pg_catalog.||) format('NULL::%s AS %I',
+				CASE col WHEN 'response' THEN 'jsonb'
+						 WHEN 'created_at' THEN 'timestamptz'
+						 WHEN 'expires_at' THEN 'timestamptz'
+						 WHEN 'completed_at' THEN 'timestamptz'
+						 ELSE 'text' END, col);
+		END IF;
+	END LOOP;
+
+	EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', tbl);
+
+	-- The rows as they would be written, one per source row, in a scratch
+	-- table that lives until the end of the transaction.
+	IF to_regclass('pg_temp.stripe_idem_import_rows') IS NOT NULL THEN
+		DROP TABLE pg_temp.stripe_idem_import_rows;
+	END IF;
+	EXECUTE format($q$
+		CREATE TEMP TABLE stripe_idem_import_rows ON COMMIT DROP AS
+		WITH src AS (SELECT %s FROM %s s),
+		shaped AS (
+			SELECT src.*,
+				   (src.stripe_resource_id IS NOT NULL OR src.response IS NOT NULL) AS has_result,
+				   COALESCE(src.created_at,
+							CASE WHEN src.stripe_resource_id IS NULL AND src.response IS NULL
+								 -- a key of unknown age: treat it as at the end of the window
+								 THEN (statement_timestamp() OPERATOR(pg_catalog.-) $1)
+								 ELSE statement_timestamp() END) AS made_at
+			FROM src)
+		SELECT row_number() OVER () AS n, shaped.*,
+			   COALESCE(shaped.expires_at, shaped.made_at OPERATOR(pg_catalog.+) $2) AS expires
+		FROM shaped$q$, array_to_string(expr, ', '), source)
+	USING key_window, ttl;
+
+	DELETE FROM pg_temp.stripe_idem_import_rows r
+	WHERE CASE WHEN r.has_result THEN r.expires OPERATOR(pg_catalog.<=) statement_timestamp()
+			   ELSE (r.expires OPERATOR(pg_catalog.+) retention) OPERATOR(pg_catalog.<=) statement_timestamp() END;
+
+	-- Every rule, before anything is written; the first bad row is named.
+	FOR bad IN
+		SELECT r.*
+		FROM pg_temp.stripe_idem_import_rows r
+		WHERE r.operation_type IS NULL OR r.operation_id IS NULL OR r.stripe_idempotency_key IS NULL
+		   OR NOT @extschema@.stripe_idem_row_is_valid(ROW(r.operation_type, r.operation_id,
+				r.stripe_idempotency_key, r.request_fingerprint,
+				CASE WHEN r.has_result THEN 'completed' ELSE 'in_progress' END,
+				r.stripe_resource_id, r.response, 1, NULL, r.made_at, statement_timestamp(),
+				CASE WHEN r.has_result THEN COALESCE(r.completed_at, r.made_at) END,
+				r.expires)::@extschema@.stripe_idempotency_keys)
+		ORDER BY r.n
+		LIMIT 1
+	LOOP
+		RAISE EXCEPTION 'row % of % breaks the rules of stripe_idempotency_keys', bad.n, source
+			USING ERRCODE = '22023',
+				  DETAIL = format('Operation %s/%s: %s. Nothing was imported.',
+					left(coalesce(bad.operation_type, 'NULL'), 64), left(coalesce(bad.operation_id, 'NULL'), 128),
+					CASE
+					  WHEN bad.operation_type IS NULL OR bad.operation_type !~ '^[A-Za-z0-9_.:-]{1,64}$'
+						THEN 'operation_type must be 1 to 64 of A-Z a-z 0-9 _ . : -'
+					  WHEN bad.operation_id IS NULL OR bad.operation_id !~ '^[!-~]{1,128}$'
+						THEN 'operation_id must be 1 to 128 printable ASCII characters'
+					  WHEN bad.stripe_idempotency_key IS NULL OR bad.stripe_idempotency_key !~ '^[!-~]{1,255}$'
+						THEN 'stripe_idempotency_key must be 1 to 255 printable ASCII characters'
+					  WHEN bad.request_fingerprint !~ '^[0-9a-f]{64}$'
+						THEN 'request_fingerprint must be NULL or 64 lower-case hex digits'
+					  WHEN length(bad.stripe_resource_id) NOT BETWEEN 1 AND 255
+						THEN 'stripe_resource_id must be NULL or 1 to 255 characters'
+					  ELSE 'its times do not fit together (expires_at, created_at)' END),
+				  HINT = 'Fix or delete that row in the source, or import from a view that leaves it out.';
+	END LOOP;
+
+	FOR bad IN
+		SELECT r.n, r.operation_type, r.operation_id
+		FROM pg_temp.stripe_idem_import_rows r
+		WHERE EXISTS (SELECT FROM pg_temp.stripe_idem_import_rows o
+					  WHERE o.stripe_idempotency_key OPERATOR(pg_catalog.=) r.stripe_idempotency_key
+						AND o.n OPERATOR(pg_catalog.<>) r.n)
+		   OR EXISTS (SELECT FROM pg_temp.stripe_idem_import_rows o
+					  WHERE o.operation_type OPERATOR(pg_catalog.=) r.operation_type
+						AND o.operation_id OPERATOR(pg_catalog.=) r.operation_id
+						AND o.n OPERATOR(pg_catalog.<>) r.n)
+		ORDER BY r.n
+		LIMIT 1
+	LOOP
+		RAISE EXCEPTION 'row % of % repeats an operation or a stripe_idempotency_key of another row', bad.n, source
+			USING ERRCODE = '23505',
+				  DETAIL = format('Operation %s/%s. Nothing was imported.', bad.operation_type, bad.operation_id);
+	END LOOP;
+
+	EXECUTE format($q$
+		SELECT r.n, r.operation_type, r.operation_id
+		FROM pg_temp.stripe_idem_import_rows r
+		JOIN %s k ON k.stripe_idempotency_key OPERATOR(pg_catalog.=) r.stripe_idempotency_key
+		WHERE NOT (k.operation_type OPERATOR(pg_catalog.=) r.operation_type
+				   AND k.operation_id OPERATOR(pg_catalog.=) r.operation_id)
+		ORDER BY r.n LIMIT 1$q$, tbl) INTO bad;
+	IF bad.n IS NOT NULL THEN
+		RAISE EXCEPTION 'row % of % has a stripe_idempotency_key another operation owns', bad.n, source
+			USING ERRCODE = '23505',
+				  DETAIL = format('Operation %s/%s. Nothing was imported.', bad.operation_type, bad.operation_id);
+	END IF;
+
+	EXECUTE format($q$
+		INSERT INTO %s AS k (operation_type, operation_id, stripe_idempotency_key,
+			request_fingerprint, status, stripe_resource_id, response, attempts,
+			locked_until, created_at, updated_at, completed_at, expires_at)
+		SELECT r.operation_type, r.operation_id, r.stripe_idempotency_key,
+			   r.request_fingerprint,
+			   CASE WHEN r.has_result THEN 'completed' ELSE 'in_progress' END,
+			   r.stripe_resource_id, r.response, 1, NULL, r.made_at, statement_timestamp(),
+			   CASE WHEN r.has_result THEN COALESCE(r.completed_at, r.made_at) END,
+			   r.expires
+		FROM pg_temp.stripe_idem_import_rows r
+		ORDER BY r.n
+		ON CONFLICT (operation_type, operation_id) DO NOTHING$q$, tbl);
+	GET DIAGNOSTICS copied = ROW_COUNT;
+	DROP TABLE pg_temp.stripe_idem_import_rows;
+	RETURN copied;
+END
+$import$;
+
+COMMENT ON FUNCTION stripe_idem_import(regclass) IS
+	'Copy the live rows of a hand-written idempotency table into the extension''s (stripe_idem)';
+
+REVOKE ALL ON FUNCTION stripe_idem_import(regclass) FROM PUBLIC;
+
+--
 -- Cumulative counters, kept in shared memory (needs shared_preload_libraries).
 --
 CREATE FUNCTION stripe_idem_stats(

@@ -288,6 +288,8 @@ typedef struct SiSweepSlot
 	int64		passes;
 	char		last_error[SI_SWEEPER_ERRLEN];	/* "" = none */
 	int32		citus_logged;	/* 1 + the local shard count last logged, 0 = none */
+	bool		discovered;		/* found in pg_database, not listed by name */
+	bool		announced;		/* "sweeping database x" was logged */
 } SiSweepSlot;
 
 typedef struct SiSweeperShared
@@ -317,6 +319,8 @@ extern SiSweeperShared *si_sweeper;
 extern void si_sweeper_request_shmem(void);
 extern void si_sweeper_startup_shmem(void);
 extern void si_sweeper_publish_databases(void);
+extern void si_sweeper_publish_discovered(const NameData *names, int count);
+extern bool si_sweeper_discovering(void);
 extern void si_sweeper_set_error(SiSweepSlot *slot, const char *message);
 extern bool si_sweeper_hurried(void);
 

@@ -127,9 +127,9 @@ si_sweeper_define_gucs(void)
 {
 	DefineCustomStringVariable("stripe_idem.databases",
 							   "Databases the background sweeper deletes expired keys in.",
-							   "A comma-separated list. A database without the extension is skipped.",
+							   "A comma-separated list. Empty (the default): every database that has the extension.",
 							   &si_sweep_databases,
-							   "postgres",
+							   "",
 							   PGC_SIGHUP,
 							   GUC_LIST_INPUT | GUC_SUPERUSER_ONLY,
 							   check_databases, assign_databases, NULL);

@@ -13,6 +13,15 @@
  * that does not exist or takes no connections, or a sweep_role that
  * cannot log in, is logged once instead of failing a worker every pass.
  *
+ * With stripe_idem.databases empty (the default) the launcher sweeps every
+ * database that has the extension: at the start of each pass it lists the
+ * databases that accept connections (not templates) from pg_database, and
+ * the per-database worker finds out itself whether the extension is
+ * installed there, which the launcher, attached to no database, cannot
+ * see. A database without it costs one short connection per pass and is
+ * neither logged nor shown in stripe_idem_sweeper; one that gets the
+ * extension later is swept from the next pass on, and that is logged once.
+ *
  * Databases are swept one after another, so the sweeper never uses more
  * than two background worker slots. Nothing runs while the server is in
  * recovery: the launcher starts only once recovery has finished, and each
@@ -64,6 +73,9 @@ typedef struct SiPassTarget
 
 /* Reset after every pass. */
 static MemoryContext pass_cxt = NULL;
+
+/* More databases than slots was logged (discovery only); once per launcher. */
+static bool too_many_logged = false;
 
 /* Wait events named in pg_stat_activity from PostgreSQL 17 (compat.h). */
 static uint32 nap_event = 0;
@@ -167,11 +179,28 @@ note_database(const SiPassTarget *target, SiSweepNote note, const char *message)
 {
 	SiSweepSlot *slot = &si_sweeper->slots[target->slot];
 	bool		first = false;
+	bool		announce = false;
 
 	LWLockAcquire(si_sweeper->lock, LW_EXCLUSIVE);
 	if (slot->generation == target->generation)
 	{
 		first = (note != SI_NOTE_NONE && slot->note != note);
+
+		/*
+		 * A database found in pg_database rather than listed: that it lacks
+		 * the extension is the normal case, not worth a line, and one that
+		 * vanished since the pass began is simply gone. That it has the
+		 * extension is worth one line, the first time a pass succeeds.
+		 */
+		if (slot->discovered)
+		{
+			first = false;
+			if (note == SI_NOTE_NONE && message == NULL &&
+				slot->outcome == SI_SWEEP_OK && !slot->announced)
+				announce = slot->announced = true;
+			if (note == SI_NOTE_NOT_INSTALLED)
+				slot->announced = false;
+		}
 		slot->note = note;
 		if (message != NULL)
 		{
@@ -181,6 +210,11 @@ note_database(const SiPassTarget *target, SiSweepNote note, const char *message)
 	}
 	LWLockRelease(si_sweeper->lock);
 
+	if (announce)
+		ereport(LOG,
+				(errmsg("stripe_idem sweeper: sweeping database \"%s\", where extension \"%s\" is installed",
+						NameStr(target->dbname), STRIPE_IDEM_EXTNAME),
+				 errdetail("stripe_idem.databases is empty, so every database that has the extension is swept; this is logged once.")));
 	if (!first)
 		return;
 
@@ -285,6 +319,81 @@ lookup_databases(SiPassTarget *targets, int ntargets)
 	}
 	table_endscan(scan);
 	table_close(rel, AccessShareLock);
+}
+
+static int
+compare_found(const void *a, const void *b)
+{
+	Oid			oa = ((const SiPassTarget *) a)->dboid;
+	Oid			ob = ((const SiPassTarget *) b)->dboid;
+
+	return oa < ob ? -1 : (oa > ob ? 1 : 0);
+}
+
+/*
+ * No stripe_idem.databases: find every database that accepts connections
+ * and is not a template, in one short transaction, and make them the ones
+ * this pass visits, in the order of their OIDs (the oldest first: with more
+ * than SI_SWEEPER_MAX_DATABASES the rest are left out, which is logged
+ * once). Whether the extension is installed there is each worker's to find
+ * out.
+ */
+static void
+discover_databases(void)
+{
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tuple;
+	SiPassTarget *found;
+	int			nfound = 0;
+	int			cap = SI_SWEEPER_MAX_DATABASES * 2;
+	NameData	names[SI_SWEEPER_MAX_DATABASES];
+	int			i;
+
+	found = palloc(sizeof(SiPassTarget) * cap);
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	(void) GetTransactionSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while (HeapTupleIsValid(tuple = heap_getnext(scan, ForwardScanDirection)))
+	{
+		Form_pg_database form = (Form_pg_database) GETSTRUCT(tuple);
+
+		if (!form->datallowconn || form->datistemplate)
+			continue;
+#ifdef DATCONNLIMIT_INVALID_DB
+		if (form->datconnlimit == DATCONNLIMIT_INVALID_DB)
+			continue;
+#endif
+		if (nfound == cap)
+		{
+			cap *= 2;
+			found = repalloc(found, sizeof(SiPassTarget) * cap);
+		}
+		found[nfound].dboid = form->oid;
+		found[nfound].dbname = form->datname;
+		nfound++;
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
+	CommitTransactionCommand();
+	MemoryContextSwitchTo(pass_cxt);
+
+	qsort(found, nfound, sizeof(SiPassTarget), compare_found);
+	if (nfound > SI_SWEEPER_MAX_DATABASES && !too_many_logged)
+	{
+		too_many_logged = true;
+		ereport(LOG,
+				(errmsg("stripe_idem sweeper: %d databases accept connections, more than the %d it can sweep",
+						nfound, SI_SWEEPER_MAX_DATABASES),
+				 errdetail("The %d oldest are visited; this is logged once.", SI_SWEEPER_MAX_DATABASES),
+				 errhint("List the databases that have the extension in stripe_idem.databases.")));
+	}
+	for (i = 0; i < nfound && i < SI_SWEEPER_MAX_DATABASES; i++)
+		names[i] = found[i].dbname;
+	si_sweeper_publish_discovered(names, i);
 }
 
 /*
@@ -419,6 +528,9 @@ run_pass(void)
 
 	if (RecoveryInProgress())
 		return;
+
+	if (si_sweeper_discovering())
+		discover_databases();
 
 	LWLockAcquire(si_sweeper->lock, LW_SHARED);
 	for (i = 0; i < SI_SWEEPER_MAX_DATABASES; i++)

@@ -44,12 +44,23 @@ si_sweeper_request_shmem(void)
 	RequestNamedLWLockTranche(SI_SWEEPER_TRANCHE, 1);
 }
 
-/* Point the slots at the names now listed; the caller holds the lock. */
-static void
-publish_databases_locked(void)
+/*
+ * With stripe_idem.databases empty (the default) the launcher finds the
+ * databases itself, every pass, in pg_database: see sweeper_launcher.c.
+ */
+bool
+si_sweeper_discovering(void)
 {
-	const SiDatabaseList *list = si_sweep_database_list;
-	int			count = list ? list->count : 0;
+	return si_sweep_database_list == NULL || si_sweep_database_list->count == 0;
+}
+
+/*
+ * Point the slots at the names now swept (listed, or found by the
+ * launcher when discovered is true); the caller holds the lock.
+ */
+static void
+publish_names_locked(const NameData *names, int count, bool discovered)
+{
 	int			slot_of[SI_SWEEPER_MAX_DATABASES];
 	int			i,
 				s;
@@ -66,10 +77,11 @@ publish_databases_locked(void)
 			SiSweepSlot *slot = &si_sweeper->slots[s];
 
 			if (slot->in_use && !slot->listed &&
-				strcmp(NameStr(slot->dbname), NameStr(list->names[i])) == 0)
+				strcmp(NameStr(slot->dbname), NameStr(names[i])) == 0)
 			{
 				slot->listed = true;
 				slot->position = i;
+				slot->discovered = discovered;
 				slot_of[i] = s;
 				break;
 			}
@@ -101,8 +113,32 @@ publish_databases_locked(void)
 		slot->in_use = true;
 		slot->listed = true;
 		slot->position = i;
-		namestrcpy(&slot->dbname, NameStr(list->names[i]));
+		slot->discovered = discovered;
+		namestrcpy(&slot->dbname, NameStr(names[i]));
 	}
+}
+
+static void
+publish_databases_locked(void)
+{
+	const SiDatabaseList *list = si_sweep_database_list;
+
+	/*
+	 * Without a list the launcher publishes what it finds at its next
+	 * pass; until then the databases found last stay.
+	 */
+	if (si_sweeper_discovering())
+		return;
+	publish_names_locked(list->names, list->count, false);
+}
+
+/* The launcher found these databases in pg_database (no list is set). */
+void
+si_sweeper_publish_discovered(const NameData *names, int count)
+{
+	LWLockAcquire(si_sweeper->lock, LW_EXCLUSIVE);
+	publish_names_locked(names, count, true);
+	LWLockRelease(si_sweeper->lock);
 }
 
 void
@@ -141,7 +177,10 @@ si_sweeper_set_error(SiSweepSlot *slot, const char *message)
 /*
  * stripe_idem_sweeper() RETURNS SETOF record
  *
- * One row per listed database, in the order of stripe_idem.databases.
+ * One row per listed database, in the order of stripe_idem.databases;
+ * without a list, one per database found where the extension is installed
+ * (a database whose worker found no extension is left out, and so is one
+ * not visited yet), in the order of their OIDs.
  */
 Datum
 stripe_idem_sweeper(PG_FUNCTION_ARGS)
@@ -165,9 +204,14 @@ stripe_idem_sweeper(PG_FUNCTION_ARGS)
 	{
 		for (s = 0; s < SI_SWEEPER_MAX_DATABASES; s++)
 		{
-			if (si_sweeper->slots[s].listed && si_sweeper->slots[s].position == i)
+			SiSweepSlot *slot = &si_sweeper->slots[s];
+
+			if (slot->listed && slot->position == i)
 			{
-				rows[nrows++] = si_sweeper->slots[s];
+				if (!slot->discovered ||
+					(slot->last_started != 0 && slot->note != SI_NOTE_NOT_INSTALLED &&
+					 slot->outcome != SI_SWEEP_NOT_INSTALLED))
+					rows[nrows++] = *slot;
 				break;
 			}
 		}

@@ -41,11 +41,19 @@ if [ "$PGMAJOR" != "$SI_HOST_MAJOR" ] && [ ! -x "/usr/lib/postgresql/$PGMAJOR/bi
 fi
 
 bash test/lib/ensure_deps.sh
-echo "== building and installing stripe_idem for PostgreSQL $PGMAJOR"
+PGCONFIG=/usr/lib/postgresql/$PGMAJOR/bin/pg_config
+echo "== building stripe_idem and installing it (make install) into PostgreSQL $PGMAJOR's directories:"
+echo "   $($PGCONFIG --pkglibdir)/stripe_idem.so"
+echo "   $($PGCONFIG --sharedir)/extension/stripe_idem.control and stripe_idem--*.sql"
+echo "   (the server's own directories: every cluster of PostgreSQL $PGMAJOR on this machine can now"
+echo "   CREATE EXTENSION stripe_idem; none is changed by it. Remove with make uninstall.)"
 bash test/lib/build_install.sh
 
 DEMO=$(mktemp -d /tmp/stripe_idem_demo.XXXXXX)
 cp test/lib/cluster.sh test/lib/demo_flow.sh "$DEMO/"
+# psql and the server run as postgres, who may not be able to enter this
+# checkout (a clone in root's home): run them from the demo's directory.
+cd "$DEMO"
 if [ "$(id -u)" = 0 ]; then
 	chown -R postgres: "$DEMO"
 	runuser -u postgres -- env PGMAJOR="$PGMAJOR" bash "$DEMO/demo_flow.sh" "$DEMO"

@@ -13,9 +13,9 @@ sql() {
 say "starting a throwaway cluster in $DEMO (port chosen at random)"
 cluster_start "$DEMO/cluster" \
 	"shared_preload_libraries = 'stripe_idem'" \
-	"stripe_idem.databases = 'postgres'" \
 	"stripe_idem.sweep_interval = '2s'"
 echo "  listening on $PGHOST, port $PGPORT: PostgreSQL $(cluster_psql -At -c "SHOW server_version")"
+echo "  (stripe_idem.databases is not set: the sweeper sweeps every database that has the extension)"
 sql "CREATE EXTENSION stripe_idem;"
 
 say "1. a browser posts checkout cs_demo_1: begin before calling Stripe"
@@ -46,6 +46,41 @@ sleep 1.2
 sql "SELECT state, stripe_idempotency_key, attempts FROM begin_stripe_idempotency('checkout:create', 'cs_demo_2', NULL, lease => '1 second');"
 echo "  -> same key: Stripe replays the first call instead of creating a second session"
 
+say "6b. Stripe answered 503 (transient): release the lease, so the retry goes ahead at once, with the same key"
+sql "SELECT state, stripe_idempotency_key, attempts FROM begin_stripe_idempotency('checkout:create', 'cs_demo_3');"
+KEY3=$(cluster_psql -At -c "SELECT stripe_idempotency_key FROM stripe_idempotency_keys WHERE operation_id = 'cs_demo_3'")
+sql "SELECT release_stripe_idempotency('checkout:create', 'cs_demo_3', '$KEY3', 1) AS released;"
+sql "SELECT state, stripe_idempotency_key, attempts FROM begin_stripe_idempotency('checkout:create', 'cs_demo_3');"
+
+say "6c. a holder died and its key is older than the key window (1 s here, 24 h by default): unresolved"
+sql "SELECT state, attempts FROM begin_stripe_idempotency('checkout:create', 'cs_demo_4', NULL,
+       lease => '1 second', key_window => '1 second');"
+sleep 1.5
+sql "SELECT state, stripe_idempotency_key, attempts FROM begin_stripe_idempotency('checkout:create', 'cs_demo_4', NULL,
+       lease => '1 second', key_window => '1 second');"
+KEY4=$(cluster_psql -At -c "SELECT stripe_idempotency_key FROM stripe_idempotency_keys WHERE operation_id = 'cs_demo_4'")
+echo "  -> the key may have reached Stripe and may be forgotten: no new key, no lease. The app asks Stripe"
+echo "     whether an object exists for '$KEY4'; it does not, so it restarts the operation:"
+sql "SELECT state, stripe_idempotency_key, attempts FROM restart_stripe_idempotency('checkout:create', 'cs_demo_4', '$KEY4',
+       lease => '1 second', key_window => '1 second');"
+
+say "6d. the application's role: EXECUTE on the API, nothing on the table"
+sql "CREATE ROLE demo_app LOGIN;
+     GRANT USAGE ON SCHEMA public TO demo_app;
+     GRANT EXECUTE ON FUNCTION begin_stripe_idempotency(text, text, jsonb, interval, interval, interval),
+         restart_stripe_idempotency(text, text, text, interval, interval, interval),
+         check_stripe_idempotency(text, text), record_stripe_idempotency(text, text, text, text, jsonb, interval),
+         release_stripe_idempotency(text, text, text, integer) TO demo_app;"
+echo "  as demo_app:"
+printf '  sql> %s\n' "SELECT state, stripe_resource_id FROM begin_stripe_idempotency('checkout:create', 'cs_demo_1');"
+cluster_psql -U demo_app -P pager=off -c "SELECT state, stripe_resource_id FROM begin_stripe_idempotency('checkout:create', 'cs_demo_1');"
+printf '  sql> %s\n' "SELECT count(*) FROM stripe_idempotency_keys;"
+if cluster_psql -U demo_app -c "SELECT count(*) FROM stripe_idempotency_keys;" 2>&1 | sed 's/^/  /'; then
+	echo "the application role could read the table" >&2
+	exit 1
+fi
+echo "  -> refused: the role cannot read or forge rows, only call the functions"
+
 say "7. expiry: 1000 old keys whose ttl has passed, next to the live ones"
 sql "WITH old AS (
        INSERT INTO stripe_idempotency_keys (operation_type, operation_id, stripe_idempotency_key, status,
@@ -69,7 +104,8 @@ echo "  the server log says:"
 grep -E "stripe_idem sweeper deleted" "$CLUSTER_LOG" | tail -n 1 | sed 's/^/    /'
 [ "$left" = 0 ] || { echo "the sweeper did not remove the expired keys" >&2; exit 1; }
 
-say "8. what the server counted"
-sql "SELECT acquired, completed_replays, in_progress_conflicts, mismatches, records, rows_swept FROM stripe_idem_stats;"
+say "8. what the server counted (server-wide), and the overview on-call reads (this database)"
+sql "SELECT acquired, completed_replays, in_progress_conflicts, mismatches, records, releases, unresolved, rows_swept FROM stripe_idem_stats;"
+sql "SELECT * FROM stripe_idem_overview;"
 
 say "done; stopping the cluster and removing $DEMO"

@@ -6,6 +6,7 @@
 #   ensure_deps.sh --bench    also the benchmark tools (gnuplot)
 #   ensure_deps.sh --test     also the static and memory checkers (cppcheck, valgrind),
 #                             spin for the model of the protocol (test/model),
+#                             the exporter and promtool of the monitoring suite,
 #                             pgbouncer, for the suites that test through a pooler, and
 #                             pg_cron, for the managed edition's sweep
 #   ensure_deps.sh --chroot   also debootstrap, for the chroots of the other majors
@@ -51,6 +52,10 @@ if [ "$want_test" = 1 ]; then
 	[ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null || missing+=(pgbouncer)
 	# pg_cron, so that the managed edition's sweep job runs for real (15-managed)
 	[ -f "$PGLIB/pg_cron.so" ] || missing+=("postgresql-$PGMAJOR-cron")
+	# the monitoring suite: examples/monitoring/ against the real exporter and promtool
+	[ -x /usr/bin/prometheus-postgres-exporter ] || missing+=(prometheus-postgres-exporter)
+	command -v promtool >/dev/null || missing+=(prometheus)
+	command -v curl >/dev/null || missing+=(curl)
 fi
 if [ "$want_chroot" = 1 ]; then
 	command -v debootstrap >/dev/null || missing+=(debootstrap)

@@ -13,6 +13,7 @@ my $primary = PostgreSQL::Test::Cluster->new('sweeper_primary');
 $primary->init(allows_streaming => 1);
 $primary->append_conf('postgresql.conf', qq{
 shared_preload_libraries = 'stripe_idem'
+stripe_idem.databases = 'postgres'
 stripe_idem.sweep_interval = 0
 });
 $primary->start;

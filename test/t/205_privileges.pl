@@ -102,8 +102,10 @@ my %calls = (
 	'stripe_idem_wake_sweeper' => q{SELECT payments.stripe_idem_wake_sweeper()},
 	'stripe_idem_distribute' => q{SELECT payments.stripe_idem_distribute()},
 	'stripe_idem_drop_guard' => q{SELECT payments.stripe_idem_drop_guard()},
+	'stripe_idem_import' => q{SELECT payments.stripe_idem_import('payments.stripe_idempotency_keys')},
 	'view stripe_idem_stats' => q{SELECT * FROM payments.stripe_idem_stats},
 	'view stripe_idem_sweeper' => q{SELECT * FROM payments.stripe_idem_sweeper},
+	'view stripe_idem_overview' => q{SELECT * FROM payments.stripe_idem_overview},
 	'table stripe_idempotency_keys' => q{SELECT * FROM payments.stripe_idempotency_keys},
 );
 

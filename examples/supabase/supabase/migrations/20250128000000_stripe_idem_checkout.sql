@@ -10,6 +10,25 @@
 CREATE SCHEMA IF NOT EXISTS payments;
 CREATE EXTENSION IF NOT EXISTS stripe_idem SCHEMA payments;
 
+-- Coming from the first deployment (public.stripe_idempotency_keys with
+-- check_stripe_idempotency() and record_stripe_idempotency() in PL/pgSQL):
+-- copy its live rows. Recorded results are replayed; a key written before a
+-- Stripe call that was never recorded keeps its value and age, so the next
+-- begin sends Stripe the same key (or answers "unresolved" once it is older
+-- than the key window) instead of creating a second object; expired rows
+-- are skipped. Safe to repeat: run it again once no instance of the old
+-- functions is serving, to pick up what they wrote meanwhile, then rename
+-- the old table and drop the old functions in a later migration (README,
+-- "Coming from a hand-written table").
+DO $$
+BEGIN
+	IF to_regclass('public.stripe_idempotency_keys') IS NOT NULL THEN
+		RAISE NOTICE 'stripe_idem: copied % rows from public.stripe_idempotency_keys',
+			payments.stripe_idem_import('public.stripe_idempotency_keys');
+	END IF;
+END
+$$;
+
 CREATE SCHEMA IF NOT EXISTS shop;
 
 -- A signed-in customer's saved cart (id cart_..., user_id and Stripe
@@ -59,8 +78,16 @@ END
 $$;
 
 GRANT USAGE ON SCHEMA payments, shop TO edge_checkout;
--- begin, record and release; no DELETE: expiry is the sweeper's job.
-GRANT SELECT, INSERT, UPDATE ON payments.stripe_idempotency_keys TO edge_checkout;
+-- begin, check, record, release and restart, and nothing on the table (1.2:
+-- the functions run with the extension owner's rights; expiry is the
+-- sweeper's job).
+GRANT EXECUTE ON FUNCTION
+	payments.begin_stripe_idempotency(text, text, jsonb, interval, interval, interval),
+	payments.restart_stripe_idempotency(text, text, text, interval, interval, interval),
+	payments.check_stripe_idempotency(text, text),
+	payments.record_stripe_idempotency(text, text, text, text, jsonb, interval),
+	payments.release_stripe_idempotency(text, text, text, integer)
+  TO edge_checkout;
 -- Load saved carts, write guest orders, mark orders paid.
 GRANT SELECT, INSERT, UPDATE ON shop.orders TO edge_checkout;
 GRANT INSERT ON shop.order_events TO edge_checkout;
