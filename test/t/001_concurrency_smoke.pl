@@ -6,16 +6,12 @@ use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use StripeIdemNode;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('race');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'stripe_idem'
-stripe_idem.sweep_interval = 0
+my $node = StripeIdemNode::started('race', conf => q{
 max_connections = 40
 });
-$node->start;
 
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION stripe_idem;

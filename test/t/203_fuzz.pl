@@ -7,21 +7,17 @@ use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use StripeIdemNode;
 use Test::More;
 use IPC::Run;
 
 my $seed = $ENV{STRIPE_IDEM_FUZZ_SEED} // 20260601;
 my $calls = 10000;
 
-my $node = PostgreSQL::Test::Cluster->new('fuzz');
-$node->init;
-$node->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'stripe_idem'
-stripe_idem.sweep_interval = 0
+my $node = StripeIdemNode::started('fuzz', conf => q{
 # woken passes must not sweep the fuzzed database between two calls
 stripe_idem.databases = 'not_the_fuzzed_one'
 });
-$node->start;
 
 # A schema of its own: everything must work outside public.
 $node->safe_psql('postgres', q{
