@@ -54,7 +54,7 @@ as_owner "$bin/initdb" -D "$work/data" -A trust -U postgres --no-sync -E UTF8 --
 } >>"$work/data/postgresql.conf"
 as_owner "$bin/pg_ctl" -D "$work/data" -l "$work/server.log" -w -t 60 start >/dev/null ||
 	{ tail -n 30 "$work/server.log" >&2; exit 1; }
-echo "== PostgreSQL $("$bin/postgres" --version | sed 's/.* //'), stripe_idem from $($bin/pg_config --pkglibdir)"
+echo "== PostgreSQL $("$bin/postgres" --version | sed 's/^postgres (PostgreSQL) //'), stripe_idem from $($bin/pg_config --pkglibdir)"
 
 rc=0
 echo "== pg_regress"
