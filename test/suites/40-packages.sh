@@ -200,8 +200,26 @@ for major in $majors; do
 		apt-get purge -y -qq 'postgresql-server-dev-*' >/dev/null 2>&1; true"
 	t_check "$pkg: the system has no server development files" \
 		test ! -e "$rdir/usr/include/postgresql/$major/server/postgres.h" -a -x "$rdir/usr/lib/postgresql/$major/bin/postgres"
+	# make test's per-major runs make install into the shared chroots: what
+	# they left is no package's, and goes before the package comes.
+	rm -rf "$rdir/usr/lib/postgresql/$major/lib/stripe_idem.so" "$rdir/usr/lib/postgresql/$major/lib/bitcode/stripe_idem"* \
+		"$rdir/usr/share/postgresql/$major/extension/stripe_idem"*
+	t_check "$pkg: no stripe_idem file on the system before the install" \
+		test -z "$(find "$rdir/usr/lib/postgresql" "$rdir/usr/share/postgresql" -name '*stripe_idem*' 2>/dev/null)"
+	update=""
+	if [ "$major" = "$SI_HOST_MAJOR" ]; then
+		# A machine kept up to date also has bookworm-updates and
+		# bookworm-security, whose server the package built here against it
+		# requires (pg_buildext's minor_versions: postgresql-15 (>> 15.20));
+		# apt brings it along.
+		cat >"$rdir/etc/apt/sources.list.d/updates.list" <<-EOF
+		deb $CHROOT_MIRROR bookworm-updates main
+		deb ${CHROOT_MIRROR%/debian}/debian-security bookworm-security main
+		EOF
+		update="apt-get update -qq && "
+	fi
 	install_cmd="apt-get install -y -qq --no-install-recommends /root/$(basename "$deb")"
-	if chroot_run "$run" sh -c "$install_cmd || { apt-get update -qq && $install_cmd; }" >"$work/install$major.log" 2>&1; then
+	if chroot_run "$run" sh -c "$update$install_cmd || { apt-get update -qq && $install_cmd; }" >"$work/install$major.log" 2>&1; then
 		t_ok "apt-get install ./$(basename "$deb") ($(elapsed "$start"))"
 	else
 		build_log "$work/install$major.log"
