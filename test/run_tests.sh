@@ -12,6 +12,9 @@
 #   isolation, TAP with the fuzz, the Node example, ...), inside a cached
 #   debootstrap chroot of that release (test/lib/chroot.sh). Needs root;
 #   otherwise those runs are reported as skipped, never as passed.
+# - The suites marked "# runs: root" (40-packages: the PGXN release and the
+#   Debian packages of every major, built, installed, tested and purged),
+#   once, as root, reporting in TAP; without root they are skipped.
 # - The fresh-machine check (test/lib/fresh_system.sh): a bookworm chroot
 #   with only what a new machine ships, where a clone runs make demo and
 #   the regression suite. Needs root too.
@@ -104,15 +107,32 @@ if [ "$is_root" = 1 ]; then
 	trap umount_used EXIT
 fi
 
+# Which suites this run has: those run per major, and those run once as root.
+user_suites=0
+root_suites=()
+for suite in test/suites/*.sh; do
+	matches_patterns "$(basename "$suite" .sh)" || continue
+	[ "${#args[@]}" = 1 ] && [ "${args[0]}" = --asan ] && continue
+	if grep -q '^# runs: root$' "$suite"; then
+		root_suites+=("$suite")
+	else
+		user_suites=$((user_suites + 1))
+	fi
+done
+for a in "$@"; do [ "$a" = --asan ] && user_suites=1; done
+
 # What this run needs, installed once (as root) or named with the apt line.
 deps=()
 case " $majors " in *" $SI_HOST_MAJOR "*) deps+=(--test) ;; esac
-if [ "$is_root" = 1 ] && { [ "$fresh" = 1 ] || [ -n "$(echo " $majors " | sed "s/ $SI_HOST_MAJOR / /" | tr -d ' ')" ]; }; then
+if [ "$is_root" = 1 ] && { [ "$fresh" = 1 ] || [ ${#root_suites[@]} -gt 0 ] ||
+	[ -n "$(echo " $majors " | sed "s/ $SI_HOST_MAJOR / /" | tr -d ' ')" ]; }; then
 	deps+=(--chroot)
 fi
+[ "$is_root" = 1 ] && [ ${#root_suites[@]} -gt 0 ] && deps+=(--packages)
 bash test/lib/ensure_deps.sh "${deps[@]}" || { echo "0 passed, 1 failed"; exit 1; }
 
 for major in $majors; do
+	[ "$user_suites" = 0 ] && break
 	log="$LOGDIR/pg$major.log"
 	if [ "$major" = "$SI_HOST_MAJOR" ]; then
 		echo "===== PostgreSQL $major (this machine)"
@@ -150,6 +170,43 @@ for major in $majors; do
 	rm -rf "$croot/root/stripe_idem"
 	collect "$log" "$major"
 	echo "===== PostgreSQL $major: $((SECONDS - start)) s including the chroot"
+done
+
+# The suites run once, as root; each reports in TAP. A plan of "1..0 #
+# SKIP" or "ok # skip" lines count as skipped, never as passed; a suite
+# that breaks off (no plan, a plan not met, a non-zero exit) counts one
+# more failure.
+for suite in "${root_suites[@]}"; do
+	name=$(basename "$suite" .sh)
+	if [ "$is_root" = 0 ]; then
+		total_skip=$((total_skip + 1))
+		rows+=("$(printf '%-22s %-5s %s' "$name" "all" "skipped: needs root (apt, chroots)")")
+		continue
+	fi
+	echo "===== $name (as root)"
+	log="$LOGDIR/$name.tap"
+	start=$SECONDS
+	STRIPE_IDEM_MAJORS="$majors" bash "$suite" 2>&1 | tee "$log"
+	rc=${PIPESTATUS[0]}
+	read -r p f sk reason < <(perl -MTAP::Parser -e '
+		my ($log, $rc) = @ARGV;
+		open my $fh, "<", $log or die;
+		my $p = TAP::Parser->new({ tap => do { local $/; <$fh> } });
+		1 while $p->next;
+		my $skipped = scalar $p->skipped;
+		my ($why) = $p->skip_all ? ($p->skip_all) : ("");
+		$skipped = 1 if $p->skip_all;
+		my $failed = scalar $p->failed;
+		$failed++ if !$p->skip_all && ($p->parse_errors || !$p->is_good_plan || $rc != 0) && !$failed;
+		printf "%d %d %d %s
+", scalar($p->passed) - scalar($p->skipped), $failed, $skipped, $why;
+	' "$log" "$rc")
+	total_pass=$((total_pass + p))
+	total_fail=$((total_fail + f))
+	total_skip=$((total_skip + sk))
+	row=$(printf '%-22s %-5s %5d passed %4d failed %6ss' "$name" "${majors// /,}" "$p" "$f" "$((SECONDS - start))")
+	[ "$sk" != 0 ] && row="$row, $sk skipped${reason:+: $reason}"
+	rows+=("$row")
 done
 
 if [ "$fresh" = 1 ]; then

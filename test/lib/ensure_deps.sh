@@ -10,6 +10,9 @@
 #                             pgbouncer, for the suites that test through a pooler, and
 #                             pg_cron, for the managed edition's sweep
 #   ensure_deps.sh --chroot   also debootstrap, for the chroots of the other majors
+#   ensure_deps.sh --packages also what building the Debian packages for this machine's
+#                             major and the PGXN release needs (debhelper,
+#                             postgresql-server-dev-all, dpkg-dev, fakeroot, unzip)
 #
 # Only Debian package names are used, so the same line works on a fresh machine.
 set -euo pipefail
@@ -18,12 +21,14 @@ check_only=0
 want_bench=0
 want_test=0
 want_chroot=0
+want_packages=0
 for a in "$@"; do
 	case "$a" in
 		--check) check_only=1 ;;
 		--bench) want_bench=1 ;;
 		--test) want_test=1 ;;
 		--chroot) want_chroot=1 ;;
+		--packages) want_packages=1 ;;
 	esac
 done
 
@@ -59,6 +64,13 @@ if [ "$want_test" = 1 ]; then
 fi
 if [ "$want_chroot" = 1 ]; then
 	command -v debootstrap >/dev/null || missing+=(debootstrap)
+fi
+if [ "$want_packages" = 1 ]; then
+	command -v dh >/dev/null || missing+=(debhelper)
+	[ -f /usr/share/perl5/Debian/Debhelper/Sequence/pgxs.pm ] || missing+=(postgresql-server-dev-all)
+	command -v dpkg-buildpackage >/dev/null || missing+=(dpkg-dev)
+	command -v fakeroot >/dev/null || missing+=(fakeroot)
+	command -v unzip >/dev/null || missing+=(unzip)
 fi
 if [ "$want_bench" = 1 ]; then
 	command -v gnuplot >/dev/null || missing+=(gnuplot-nox)

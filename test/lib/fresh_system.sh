@@ -14,7 +14,8 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 source "$here/test/lib/chroot.sh"
 
-NEW_MACHINE_PACKAGES="postgresql-15 postgresql-client-15 postgresql-contrib libpq-dev uuid-dev gcc make git perl cppcheck valgrind ca-certificates"
+source "$here/test/lib/majors.sh"
+NEW_MACHINE_PACKAGES=$SI_FRESH_PACKAGES
 base=bookworm-fresh
 run=bookworm-fresh.run
 start=$SECONDS

@@ -29,3 +29,8 @@ si_chroot_name() {
 si_chroot_packages() {
 	echo "postgresql-$1 postgresql-server-dev-$1 libipc-run-perl make gcc uuid-dev ca-certificates pgbouncer"
 }
+
+# What a new machine of this kind ships (Debian 12): the fresh-machine check
+# runs make demo there, and the packages check installs the PostgreSQL 15
+# package there, where no server development files are.
+SI_FRESH_PACKAGES="postgresql-15 postgresql-client-15 postgresql-contrib libpq-dev uuid-dev gcc make git perl cppcheck valgrind ca-certificates"

@@ -75,6 +75,8 @@ for suite in test/suites/*.sh; do
 	if [ "$every_major" = 1 ] && ! grep -q '^# majors: all$' "$suite"; then
 		continue
 	fi
+	# Suites marked "# runs: root" (apt, chroots) are run by test/run_tests.sh.
+	grep -q '^# runs: root$' "$suite" && continue
 	sdir="$WORK/suites/$name"
 	mkdir -p "$sdir"
 	[ "$(id -u)" = 0 ] && chown postgres: "$sdir"

@@ -6,6 +6,7 @@ use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use StripeIdemNode;
 use Test::More;
 
 # STRIPE_IDEM_EDITION=managed: the same race against the managed edition
@@ -13,14 +14,9 @@ use Test::More;
 # test/suites/15-managed.sh).
 my $managed = ($ENV{STRIPE_IDEM_EDITION} // '') eq 'managed';
 
-my $node = PostgreSQL::Test::Cluster->new('race');
-$node->init;
-$node->append_conf('postgresql.conf', $managed ? 'max_connections = 40' : qq{
-shared_preload_libraries = 'stripe_idem'
-stripe_idem.sweep_interval = 0
+my $node = StripeIdemNode::started('race', plain => $managed, conf => q{
 max_connections = 40
 });
-$node->start;
 
 if ($managed)
 {

@@ -7,16 +7,13 @@ use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use StripeIdemNode;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('sweeper_basic');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'stripe_idem'
+my $node = StripeIdemNode::started('sweeper_basic', conf => q{
 stripe_idem.databases = 'postgres, app2, noext, ghost'
 stripe_idem.sweep_interval = 1
 });
-$node->start;
 
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION stripe_idem;

@@ -8,18 +8,15 @@ use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use StripeIdemNode;
 use Test::More;
 use DeleteGate;
 use Time::HiRes qw(time sleep);
 
-my $node = PostgreSQL::Test::Cluster->new('sweeper_control');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'stripe_idem'
+my $node = StripeIdemNode::started('sweeper_control', conf => q{
 stripe_idem.databases = 'postgres'
 stripe_idem.sweep_interval = 1
 });
-$node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION stripe_idem');
 
 my $tag = 0;

@@ -5,18 +5,15 @@ use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use StripeIdemNode;
 use Test::More;
 
 # The primary has sweeping paused, so that the expired rows survive there
 # and reach the standby.
-my $primary = PostgreSQL::Test::Cluster->new('sweeper_primary');
-$primary->init(allows_streaming => 1);
-$primary->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'stripe_idem'
+my $primary = StripeIdemNode::started('sweeper_primary', init => { allows_streaming => 1 },
+	conf => q{
 stripe_idem.databases = 'postgres'
-stripe_idem.sweep_interval = 0
 });
-$primary->start;
 $primary->safe_psql('postgres', q{
 	CREATE EXTENSION stripe_idem;
 	INSERT INTO stripe_idempotency_keys (operation_type, operation_id,

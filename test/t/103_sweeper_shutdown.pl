@@ -8,20 +8,16 @@ use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use StripeIdemNode;
 use Test::More;
 use DeleteGate;
 use Time::HiRes qw(time);
 
 my $rows = 1_000_000;
 
-my $node = PostgreSQL::Test::Cluster->new('sweeper_shutdown');
-$node->init;
-$node->append_conf('postgresql.conf', qq{
-shared_preload_libraries = 'stripe_idem'
-stripe_idem.sweep_interval = 0
+my $node = StripeIdemNode::started('sweeper_shutdown', conf => q{
 stripe_idem.sweep_batch_size = 2000
 });
-$node->start;
 
 my $t0 = time;
 $node->safe_psql('postgres', qq{

@@ -12,19 +12,15 @@ use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use StripeIdemNode;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('sweeper_pacing');
-$node->init;
-$node->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'stripe_idem'
+my $node = StripeIdemNode::started('sweeper_pacing', conf => q{
 stripe_idem.databases = 'postgres'
-stripe_idem.sweep_interval = 0
 stripe_idem.sweep_batch_size = 10
 stripe_idem.sweep_batch_delay = 1s
 stripe_idem.log_sweeps = off
 });
-$node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION stripe_idem');
 
 is($node->safe_psql('postgres', q{SELECT setting || ' ' || unit || ' ' || context FROM pg_settings

@@ -14,6 +14,7 @@ use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use StripeIdemNode;
 use Test::More;
 use IPC::Run;
 use Time::HiRes qw(time usleep);
@@ -22,14 +23,9 @@ my $nclients = 8;
 my $ops_per_client = 4000;		# far more than the run lasts
 my $lease = 8;					# seconds
 
-my $node = PostgreSQL::Test::Cluster->new('crash');
-$node->init;
-$node->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'stripe_idem'
-stripe_idem.sweep_interval = 0
+my $node = StripeIdemNode::started('crash', conf => q{
 max_connections = 40
 });
-$node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION stripe_idem');
 
 # One psql script per client: new operations of its own, and now and then

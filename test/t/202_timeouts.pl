@@ -8,16 +8,11 @@ use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use StripeIdemNode;
 use Test::More;
 use DeleteGate;
 
-my $node = PostgreSQL::Test::Cluster->new('timeouts');
-$node->init;
-$node->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'stripe_idem'
-stripe_idem.sweep_interval = 0
-});
-$node->start;
+my $node = StripeIdemNode::started('timeouts');
 $node->safe_psql('postgres', 'CREATE EXTENSION stripe_idem');
 
 sub sql { return $node->safe_psql('postgres', $_[0]); }

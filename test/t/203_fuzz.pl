@@ -7,6 +7,7 @@ use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use StripeIdemNode;
 use Test::More;
 use IPC::Run;
 
@@ -18,15 +19,10 @@ my $calls = 10000;
 # test/suites/15-managed.sh).
 my $managed = ($ENV{STRIPE_IDEM_EDITION} // '') eq 'managed';
 
-my $node = PostgreSQL::Test::Cluster->new('fuzz');
-$node->init;
-$node->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'stripe_idem'
-stripe_idem.sweep_interval = 0
+my $node = StripeIdemNode::started('fuzz', plain => $managed, conf => $managed ? '' : q{
 # woken passes must not sweep the fuzzed database between two calls
 stripe_idem.databases = 'not_the_fuzzed_one'
-}) unless $managed;
-$node->start;
+});
 
 # A schema of its own: everything must work outside public.
 if ($managed)

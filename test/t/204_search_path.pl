@@ -16,16 +16,12 @@ use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use StripeIdemNode;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('search_path');
-$node->init;
-$node->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'stripe_idem'
-stripe_idem.sweep_interval = 0
+my $node = StripeIdemNode::started('search_path', conf => q{
 stripe_idem.databases = 'victim'
 });
-$node->start;
 
 my $hostile = q{
 CREATE SCHEMA hostile AUTHORIZATION mallory;

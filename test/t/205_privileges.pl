@@ -20,15 +20,10 @@ use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use StripeIdemNode;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('privileges');
-$node->init;
-$node->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'stripe_idem'
-stripe_idem.sweep_interval = 0
-});
-$node->start;
+my $node = StripeIdemNode::started('privileges');
 
 $node->safe_psql('postgres', q{
 	CREATE SCHEMA payments;

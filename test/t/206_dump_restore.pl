@@ -8,15 +8,10 @@ use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use StripeIdemNode;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('dump');
-$node->init;
-$node->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'stripe_idem'
-stripe_idem.sweep_interval = 0
-});
-$node->start;
+my $node = StripeIdemNode::started('dump');
 
 sub sql { my ($db, $s) = @_; return $node->safe_psql($db, $s); }
 

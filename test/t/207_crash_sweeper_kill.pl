@@ -7,19 +7,15 @@ use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use StripeIdemNode;
 use Test::More;
 
 my $expired = 200_000;
 
-my $node = PostgreSQL::Test::Cluster->new('sweeper_kill');
-$node->init;
-$node->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'stripe_idem'
-stripe_idem.sweep_interval = 0
+my $node = StripeIdemNode::started('sweeper_kill', conf => q{
 stripe_idem.sweep_batch_size = 20
 restart_after_crash = on
 });
-$node->start;
 
 sub sql { return $node->safe_psql('postgres', $_[0]); }
 

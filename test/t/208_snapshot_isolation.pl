@@ -8,15 +8,10 @@ use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use StripeIdemNode;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('snapshots');
-$node->init;
-$node->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'stripe_idem'
-stripe_idem.sweep_interval = 0
-});
-$node->start;
+my $node = StripeIdemNode::started('snapshots');
 $node->safe_psql('postgres', 'CREATE EXTENSION stripe_idem');
 
 sub sql { return $node->safe_psql('postgres', $_[0]); }

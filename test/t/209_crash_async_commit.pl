@@ -15,17 +15,13 @@ use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use StripeIdemNode;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('async_commit');
-$node->init;
-$node->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'stripe_idem'
-stripe_idem.sweep_interval = 0
+my $node = StripeIdemNode::started('async_commit', conf => q{
 synchronous_commit = off
 wal_writer_delay = 10s
 });
-$node->start;
 $node->safe_psql('postgres', q{
 	CREATE EXTENSION stripe_idem;
 	CREATE TABLE control (id int);

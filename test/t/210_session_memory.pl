@@ -7,15 +7,10 @@ use strict;
 use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
+use StripeIdemNode;
 use Test::More;
 
-my $node = PostgreSQL::Test::Cluster->new('memory');
-$node->init;
-$node->append_conf('postgresql.conf', q{
-shared_preload_libraries = 'stripe_idem'
-stripe_idem.sweep_interval = 0
-});
-$node->start;
+my $node = StripeIdemNode::started('memory');
 $node->safe_psql('postgres', 'CREATE EXTENSION stripe_idem');
 
 my $round = q{
