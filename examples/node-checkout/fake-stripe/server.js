@@ -1,6 +1,6 @@
 'use strict';
-// A Stripe-compatible fake of POST /v1/checkout/sessions, good enough for the
-// real `stripe` SDK to talk to over plain HTTP on 127.0.0.1.
+// A Stripe-compatible fake of POST and GET /v1/checkout/sessions, good enough
+// for the real `stripe` SDK to talk to over plain HTTP on 127.0.0.1.
 //
 // It implements Stripe's idempotency rules, because they are what the
 // exactly-once argument rests on:
@@ -11,6 +11,13 @@
 //     idempotency_key_in_use.
 // It counts the objects it created, so tests can prove "exactly one", and it
 // can inject faults into the next requests (see fault()).
+//
+// Listing (GET /v1/checkout/sessions, newest first, with created[gte|gt|lte|lt],
+// customer, limit and starting_after, as Stripe's) is what an application reconciling
+// an unresolved operation asks. Stripe keeps an Idempotency-Key for at least
+// 24 hours and may forget it after: forget(key) does that to one key, and
+// age(seconds) makes that much time pass at once: every session and key
+// becomes that much older, and keys older than 24 hours are forgotten.
 //
 // Webhooks: completeSession() marks a session paid and returns the
 // checkout.session.completed event signed the way Stripe signs deliveries
@@ -26,6 +33,8 @@ const crypto = require('node:crypto');
 const { EventEmitter } = require('node:events');
 
 const SESSIONS_PATH = '/v1/checkout/sessions';
+// How long this fake remembers an Idempotency-Key (Stripe: at least 24 hours).
+const KEY_MEMORY_SECONDS = 24 * 3600;
 const MAX_UNIT_AMOUNT = 99999999; // Stripe's limit: eight digits
 
 function sendJSON(res, status, body, headers = {}) {
@@ -96,7 +105,9 @@ class FakeStripe extends EventEmitter {
 		this.sessions = new Map(); // id -> created session object
 		this.keys = new Map(); // Idempotency-Key -> { signature, executing, status, body }
 		this.requests = []; // one entry per POST, in arrival order: { key, outcome }
+		this.lists = []; // one entry per GET of the list, in arrival order: { query, outcome }
 		this.faults = []; // [{ kind, times, ms }], consumed front to back
+		this.listFaults = []; // the same for GET /v1/checkout/sessions
 		this.server = http.createServer((req, res) => this._handle(req, res));
 	}
 
@@ -112,9 +123,41 @@ class FakeStripe extends EventEmitter {
 	//                 dropped too while the fault lasts;
 	//   card_declined execute and fail with 402 card_error, saved under the key.
 	// `ms` makes any kind wait that long first: a slow 500, a slow decline.
-	fault(kind, { times = 1, ms = 0 } = {}) {
+	// With on: 'list' the fault goes to the next GETs of the list instead
+	// (delay, 500, drop: close the connection without an answer).
+	fault(kind, { times = 1, ms = 0, on = 'create' } = {}) {
+		if (on === 'list') {
+			if (!['delay', '500', 'drop'].includes(kind)) throw new Error(`unknown list fault ${kind}`);
+			this.listFaults.push({ kind, times, ms });
+			return;
+		}
+		if (on !== 'create') throw new Error(`unknown fault target ${on}`);
 		if (!['delay', '500', 'drop', 'card_declined'].includes(kind)) throw new Error(`unknown fault ${kind}`);
 		this.faults.push({ kind, times, ms });
+	}
+
+	// Stripe forgot this key (it may, any time after 24 hours): the next
+	// request with it executes anew. Returns whether the key was known.
+	forget(key) {
+		return this.keys.delete(key);
+	}
+
+	// `seconds` pass at once: sessions were created that much earlier, keys
+	// first used that much earlier, and those older than 24 hours forgotten.
+	// Returns the keys forgotten.
+	age(seconds) {
+		if (!Number.isFinite(seconds) || seconds < 0) throw new Error('age takes a number of seconds >= 0');
+		for (const session of this.sessions.values()) session.created -= Math.floor(seconds);
+		const forgotten = [];
+		const now = Date.now() / 1000;
+		for (const [key, entry] of this.keys) {
+			entry.firstUsed -= seconds;
+			if (!entry.executing && now - entry.firstUsed > KEY_MEMORY_SECONDS) {
+				this.keys.delete(key);
+				forgotten.push(key);
+			}
+		}
+		return forgotten;
 	}
 
 	// The session paid: returns the checkout.session.completed event, its exact
@@ -157,13 +200,16 @@ class FakeStripe extends EventEmitter {
 			executing: [...this.keys.values()].filter((e) => e.executing).length,
 			events: this.events.size,
 			faults: this.faults.length,
+			lists: this.lists,
+			listFaults: this.listFaults.length,
+			keys: this.keys.size,
 		};
 	}
 
-	_takeFault() {
-		const f = this.faults[0];
+	_takeFault(queue = this.faults) {
+		const f = queue[0];
 		if (!f) return null;
-		if (--f.times <= 0) this.faults.shift();
+		if (--f.times <= 0) queue.shift();
 		return f;
 	}
 
@@ -196,17 +242,21 @@ class FakeStripe extends EventEmitter {
 		});
 	}
 
-	// The control API: GET state, POST faults {kind, times, ms},
-	// POST sessions/<id>/complete, POST events/<id>/sign {secret?, t?}.
+	// The control API: GET state, POST faults {kind, times, ms, on},
+	// POST sessions/<id>/complete, POST events/<id>/sign {secret?, t?},
+	// POST keys/<key>/forget, POST age {seconds}.
 	_control(req, res, path, body) {
 		try {
 			const input = body ? JSON.parse(body) : {};
 			if (req.method === 'GET' && path === 'state') return sendJSON(res, 200, this.state());
 			if (req.method === 'POST' && path === 'faults') {
-				this.fault(input.kind, { times: input.times, ms: input.ms });
-				return sendJSON(res, 200, { faults: this.faults.length });
+				this.fault(input.kind, { times: input.times, ms: input.ms, on: input.on });
+				return sendJSON(res, 200, { faults: this.faults.length, listFaults: this.listFaults.length });
 			}
-			let m = path.match(/^sessions\/([^/]+)\/complete$/);
+			if (req.method === 'POST' && path === 'age') return sendJSON(res, 200, { forgotten: this.age(Number(input.seconds)) });
+			let m = path.match(/^keys\/([^/]+)\/forget$/);
+			if (req.method === 'POST' && m) return sendJSON(res, 200, { forgotten: this.forget(decodeURIComponent(m[1])) });
+			m = path.match(/^sessions\/([^/]+)\/complete$/);
 			if (req.method === 'POST' && m) return sendJSON(res, 200, this.completeSession(m[1]));
 			m = path.match(/^events\/([^/]+)\/sign$/);
 			if (req.method === 'POST' && m) return sendJSON(res, 200, this.signEvent(m[1], input));
@@ -223,6 +273,7 @@ class FakeStripe extends EventEmitter {
 			return sendJSON(res, 401, stripeError('invalid_request_error', 'Invalid API Key provided.'));
 		if (req.method === 'POST' && url.pathname === SESSIONS_PATH)
 			return this._createSession(req, res, new URLSearchParams(body));
+		if (req.method === 'GET' && url.pathname === SESSIONS_PATH) return this._listSessions(req, res, url.searchParams);
 		const m = url.pathname.match(/^\/v1\/checkout\/sessions\/([^/]+)$/);
 		if (req.method === 'GET' && m && this.sessions.has(m[1])) return sendJSON(res, 200, this.sessions.get(m[1]));
 		return sendJSON(res, 404, stripeError('invalid_request_error', `Unrecognized request URL (${req.method}: ${url.pathname}).`, { code: 'resource_missing' }));
@@ -272,7 +323,7 @@ class FakeStripe extends EventEmitter {
 			return sendJSON(res, 400, stripeError('invalid_request_error', invalid.message, { param: invalid.param }));
 		}
 
-		const entry = { signature, executing: true, requestId: 'req_' + crypto.randomBytes(7).toString('hex') };
+		const entry = { signature, executing: true, firstUsed: Date.now() / 1000, requestId: 'req_' + crypto.randomBytes(7).toString('hex') };
 		if (key) this.keys.set(key, entry);
 		await pause();
 
@@ -293,6 +344,50 @@ class FakeStripe extends EventEmitter {
 		this.emit('created', { key, session });
 		if (fault && fault.kind === 'drop') return req.socket.destroy();
 		return sendJSON(res, 200, session);
+	}
+
+	// GET /v1/checkout/sessions: newest first (Stripe's order), filtered by
+	// created[gte|gt|lte|lt] and customer, `limit` (1-100, default 10) to a page, the next
+	// page with starting_after=<last id of this one>.
+	async _listSessions(req, res, query) {
+		const fault = this._takeFault(this.listFaults);
+		const log = (outcome) => this.lists.push({ query: Object.fromEntries(query), outcome });
+		if (fault && fault.ms) await new Promise((r) => setTimeout(r, fault.ms));
+		if (fault && fault.kind === '500') {
+			log('error_500');
+			return sendJSON(res, 500, stripeError('api_error', 'An unknown error occurred (injected).'));
+		}
+		if (fault && fault.kind === 'drop') {
+			log('dropped');
+			return req.socket.destroy();
+		}
+		const bad = (param, message) => {
+			log('invalid');
+			return sendJSON(res, 400, stripeError('invalid_request_error', message, { param }));
+		};
+		const limit = query.has('limit') ? Number(query.get('limit')) : 10;
+		if (!Number.isInteger(limit) || limit < 1 || limit > 100) return bad('limit', 'This value must be between 1 and 100.');
+		const bounds = {};
+		for (const op of ['gte', 'gt', 'lte', 'lt']) {
+			const v = query.get(`created[${op}]`);
+			if (v === null) continue;
+			if (!/^\d+$/.test(v)) return bad(`created[${op}]`, 'Invalid integer.');
+			bounds[op] = Number(v);
+		}
+		const inRange = (c) => !((bounds.gte !== undefined && c < bounds.gte) || (bounds.gt !== undefined && c <= bounds.gt) ||
+			(bounds.lte !== undefined && c > bounds.lte) || (bounds.lt !== undefined && c >= bounds.lt));
+		// Newest first; among equal timestamps the later created first.
+		const customer = query.get('customer');
+		let all = [...this.sessions.values()].reverse().filter((s) => inRange(s.created) && (!customer || s.customer === customer));
+		all.sort((a, b) => b.created - a.created);
+		const after = query.get('starting_after');
+		if (after) {
+			const i = all.findIndex((s) => s.id === after);
+			if (i < 0) return bad('starting_after', `No such checkout.session: '${after}'`);
+			all = all.slice(i + 1);
+		}
+		log('listed');
+		return sendJSON(res, 200, { object: 'list', url: SESSIONS_PATH, has_more: all.length > limit, data: all.slice(0, limit) });
 	}
 
 	_newSession(form) {

@@ -9,6 +9,9 @@
 
 class InputError extends Error {}
 
+// The stripe_idem operation type of a checkout.
+const OPERATION = 'checkout:create';
+
 const PRINTABLE = /^[\x21-\x7e]{1,128}$/; // what stripe_idem accepts as an operation_id
 const MAX_ITEMS = 100;
 
@@ -69,4 +72,4 @@ function parseCheckout(body, { successUrl, cancelUrl }) {
 	return { checkoutSessionId: id, requestParams: { cart, buyer }, stripeParams };
 }
 
-module.exports = { parseCheckout, InputError };
+module.exports = { parseCheckout, InputError, OPERATION };

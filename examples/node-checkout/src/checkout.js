@@ -6,14 +6,22 @@
 //          -> completed   replay the stored result, no Stripe call
 //          -> in_progress 409 + Retry-After (someone else holds the lease)
 //          -> mismatch    422 (same checkoutSessionId, different cart)
+//          -> unresolved  the outcome is unknown and the key may be forgotten
+//                         by Stripe: reconcile (src/reconcile.js), then the
+//                         session Stripe had (200, replayed), or a new one
+//                         under a fresh key; 409 type unresolved while Stripe
+//                         cannot be asked
 //
 // Returns { status, headers, body } so it can sit behind node:http, an edge
 // runtime or a test without change.
 
-const { parseCheckout, InputError } = require('./checkout-input');
+const { parseCheckout, InputError, OPERATION } = require('./checkout-input');
 const { isDefinitive, storedError } = require('./stripe-errors');
+const { reconcileCheckout } = require('./reconcile');
 
-const OPERATION = 'checkout:create';
+// How long a client waits before asking again about a checkout that is being
+// reconciled while Stripe cannot be reached.
+const UNRESOLVED_RETRY_AFTER_SECONDS = 10;
 
 function reply(status, body, headers = {}) {
 	return { status, headers, body };
@@ -34,6 +42,11 @@ function fromStored(sessionId, stored, replayed) {
 function dbFailure(err, log, fields) {
 	if (err.code === '22023' || err.code === '22004')
 		return reply(400, { error: { type: 'invalid_request', message: err.message } });
+	// 54000: request_params (or a response) over stripe_idem's size limit
+	// (stripe_idem.max_request_params_size, 1 MB): the client's request is too
+	// large, retrying it cannot help.
+	if (err.code === '54000')
+		return reply(413, { error: { type: 'too_large', message: 'the checkout is too large' } });
 	log.error('database call failed', { ...fields, code: err.code, message: err.message });
 	return retryLater('the checkout could not be started, retry');
 }
@@ -94,6 +107,43 @@ async function createSession(deps, input, key, attempts) {
 	return fromStored(resourceId, outcome, false);
 }
 
+function unresolvedReply(seconds = UNRESOLVED_RETRY_AFTER_SECONDS) {
+	return reply(409, { error: { type: 'unresolved', message: 'this checkout is being reconciled with the payment provider, retry shortly' } },
+		{ 'Retry-After': String(seconds) });
+}
+
+// An unresolved operation: ask Stripe what became of it (src/reconcile.js)
+// and answer with that. Returns null when the operation changed meanwhile
+// (another caller recorded or restarted it): the caller calls begin again.
+async function settleUnresolved(deps, input, b) {
+	const { store, log } = deps;
+	const id = input.checkoutSessionId;
+	log.warn('unresolved checkout: reconciling with Stripe', { checkoutSessionId: id, key: b.key, attempts: b.attempts });
+	let r;
+	try {
+		// When the key was made (and the bound past which nobody sent it): the
+		// only time Stripe can have seen it.
+		const row = await store.check(OPERATION, id);
+		if (!row || row.status !== 'unresolved' || row.key !== b.key) return null;
+		r = await reconcileCheckout(deps, id, b.key, row.created_at, row.expires_at);
+	} catch (err) {
+		return dbFailure(err, log, { checkoutSessionId: id });
+	}
+	switch (r.result) {
+		case 'recorded':
+			// The session an earlier call made: this request did not create it.
+			return fromStored(r.rec.resource_id, r.rec.response, true);
+		case 'restarted':
+			return createSession(deps, input, r.begin.key, r.begin.attempts);
+		case 'unavailable':
+			return unresolvedReply();
+		case 'changed':
+			return null;
+		default:
+			throw new Error(`reconcileCheckout returned ${r.result}`);
+	}
+}
+
 // deps: { store: IdempotencyStore, stripe: Stripe, config, log, hooks? }
 async function handleCheckout(deps, body) {
 	const { store, log } = deps;
@@ -106,26 +156,36 @@ async function handleCheckout(deps, body) {
 	}
 	const id = input.checkoutSessionId;
 
-	let b;
-	try {
-		b = await store.begin(OPERATION, id, input.requestParams);
-	} catch (err) {
-		return dbFailure(err, log, { checkoutSessionId: id });
-	}
+	// A second round only when an unresolved operation changed under us while
+	// we reconciled it: begin then says what it is now.
+	for (let round = 1; ; round++) {
+		let b;
+		try {
+			b = await store.begin(OPERATION, id, input.requestParams);
+		} catch (err) {
+			return dbFailure(err, log, { checkoutSessionId: id });
+		}
 
-	switch (b.state) {
-		case 'acquired':
-			return createSession(deps, input, b.key, b.attempts);
-		case 'completed':
-			log.info('Idempotent request - returning existing session', { checkoutSessionId: id, sessionId: b.resource_id });
-			return fromStored(b.resource_id, b.response, true);
-		case 'in_progress':
-			return reply(409, { error: { type: 'in_progress', message: 'this checkout is being created, retry shortly' } },
-				{ 'Retry-After': String(Math.max(1, b.retry_after_s || 0)) });
-		case 'mismatch':
-			return reply(422, { error: { type: 'mismatch', message: 'this checkoutSessionId was already used with a different cart' } });
-		default:
-			throw new Error(`begin_stripe_idempotency returned unknown state ${b.state}`);
+		switch (b.state) {
+			case 'acquired':
+				return createSession(deps, input, b.key, b.attempts);
+			case 'completed':
+				log.info('Idempotent request - returning existing session', { checkoutSessionId: id, sessionId: b.resource_id });
+				return fromStored(b.resource_id, b.response, true);
+			case 'in_progress':
+				return reply(409, { error: { type: 'in_progress', message: 'this checkout is being created, retry shortly' } },
+					{ 'Retry-After': String(Math.max(1, b.retry_after_s || 0)) });
+			case 'mismatch':
+				return reply(422, { error: { type: 'mismatch', message: 'this checkoutSessionId was already used with a different cart' } });
+			case 'unresolved': {
+				const answer = await settleUnresolved(deps, input, b);
+				if (answer) return answer;
+				if (round >= 2) return unresolvedReply(1);
+				break;
+			}
+			default:
+				throw new Error(`begin_stripe_idempotency returned unknown state ${b.state}`);
+		}
 	}
 }
 

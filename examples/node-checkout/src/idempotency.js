@@ -1,5 +1,5 @@
 'use strict';
-// The three stripe_idem calls the handler makes. Each is its own short
+// The stripe_idem calls the handler makes. Each is its own short
 // transaction, committed before the handler goes on: the lease must be
 // visible to other callers before Stripe is called, never held in an open
 // transaction across the network call.
@@ -8,13 +8,24 @@
 // (pgbouncer, Supavisor) hands each transaction to whichever server
 // connection is free, so a session SET would leak into other clients' calls
 // and a statement_timeout startup parameter is refused outright. The timeout
-// is SET LOCAL inside each call's transaction, and lease and ttl are
-// arguments of every call.
+// is SET LOCAL inside each call's transaction, and lease, ttl and key window
+// are arguments of every call.
 
 const BEGIN = `
 SELECT state, stripe_idempotency_key AS key, stripe_resource_id AS resource_id, response, attempts,
        ceil(extract(epoch FROM retry_after))::integer AS retry_after_s
-  FROM begin_stripe_idempotency($1, $2, $3::jsonb, $4::interval, $5::interval)`;
+  FROM begin_stripe_idempotency($1, $2, $3::jsonb, $4::interval, $5::interval, $6::interval)`;
+
+// The reconcile path of an unresolved operation that Stripe has no object
+// for: a fresh key with a lease, the same columns as begin.
+const RESTART = `
+SELECT state, stripe_idempotency_key AS key, stripe_resource_id AS resource_id, response, attempts,
+       ceil(extract(epoch FROM retry_after))::integer AS retry_after_s
+  FROM restart_stripe_idempotency($1, $2, $3, $4::interval, $5::interval, $6::interval)`;
+
+const CHECK = `
+SELECT found, status, stripe_idempotency_key AS key, stripe_resource_id AS resource_id, response, created_at
+  FROM check_stripe_idempotency($1, $2)`;
 
 const RECORD = `
 SELECT recorded, stripe_resource_id AS resource_id, response
@@ -34,13 +45,23 @@ function seconds(s) {
 const DEFAULT_STATEMENT_TIMEOUT_MS = 5000;
 
 class IdempotencyStore {
-	constructor(pool, { leaseSeconds = null, ttlSeconds = null, statementTimeoutMs = DEFAULT_STATEMENT_TIMEOUT_MS } = {}) {
+	// keyWindowSeconds: how long after a key was made it may still be sent to
+	// Stripe (null = the setting stripe_idem.key_window, 24 h: how long Stripe
+	// surely remembers a key). Keep it for the checkouts.
+	constructor(pool, { leaseSeconds = null, ttlSeconds = null, keyWindowSeconds = null, statementTimeoutMs = DEFAULT_STATEMENT_TIMEOUT_MS } = {}) {
 		if (!Number.isInteger(statementTimeoutMs) || statementTimeoutMs < 1) throw new Error('statementTimeoutMs must be a positive integer');
 		this.pool = pool;
 		this.lease = seconds(leaseSeconds);
 		this.ttl = seconds(ttlSeconds);
-		// BEGIN and SET LOCAL in one simple-protocol round trip.
-		this.open = `BEGIN; SET LOCAL statement_timeout = ${statementTimeoutMs}`;
+		this.keyWindow = seconds(keyWindowSeconds);
+		// BEGIN and the SET LOCALs in one simple-protocol round trip.
+		// begin and restart refuse to run inside a transaction block (25001):
+		// were it rolled back after the key was handed out, the key would be
+		// lost and the retry would get a new one. Here the call's transaction
+		// commits before the key is used: _transaction returns only after
+		// COMMIT succeeded, and a failed COMMIT is an error the handler answers
+		// without calling Stripe. So this transaction may allow them.
+		this.open = `BEGIN; SET LOCAL statement_timeout = ${statementTimeoutMs}; SET LOCAL stripe_idem.allow_begin_in_transaction = on`;
 	}
 
 	// One call as its own transaction: BEGIN; SET LOCAL; the call; COMMIT.
@@ -77,7 +98,21 @@ class IdempotencyStore {
 	begin(operationType, operationId, requestParams) {
 		// JSON text, not the object: node-pg would turn a top-level array into a
 		// PostgreSQL array literal.
-		return this._query(BEGIN, [operationType, operationId, JSON.stringify(requestParams), this.lease, this.ttl]);
+		return this._query(BEGIN, [operationType, operationId, JSON.stringify(requestParams), this.lease, this.ttl, this.keyWindow]);
+	}
+
+	// An unresolved operation for which Stripe has no object made with `key`:
+	// -> begin's columns, state 'acquired' with a new key and attempts 1.
+	// Raises 55000 when the operation is no longer unresolved under `key`
+	// (restarted or recorded meanwhile): call begin again.
+	restart(operationType, operationId, key) {
+		return this._query(RESTART, [operationType, operationId, key, this.lease, this.ttl, this.keyWindow]);
+	}
+
+	// -> { found, status, key, resource_id, response, created_at }; created_at
+	// is when the stored key was made, the earliest Stripe can have used it.
+	check(operationType, operationId) {
+		return this._query(CHECK, [operationType, operationId]);
 	}
 
 	// -> { recorded, resource_id, response }; recorded=false returns the first stored result.

@@ -75,6 +75,52 @@ test('card_declined is saved under the key; 500 is not', async () => {
 	assert.equal(fake.created, before + 1);
 });
 
+test('lists sessions newest first, by created time, page by page as the SDK follows them', async () => {
+	const mine = [];
+	for (let i = 0; i < 5; i++)
+		mine.push((await stripe.checkout.sessions.create({ ...params, metadata: { checkout_session_id: `list-${i}` } }, { idempotencyKey: `k-list-${i}` })).id);
+	const page = await stripe.checkout.sessions.list({ limit: 2 });
+	assert.deepEqual(page.data.map((s) => s.id), [mine[4], mine[3]]);
+	assert.equal(page.has_more, true);
+	const seen = [];
+	for await (const s of stripe.checkout.sessions.list({ limit: 2 })) seen.push(s.id);
+	assert.deepEqual(seen.slice(0, 5), [...mine].reverse(), 'auto-pagination with starting_after');
+	assert.equal(seen.length, fake.created);
+	const now = Math.floor(Date.now() / 1000);
+	assert.equal((await stripe.checkout.sessions.list({ created: { gte: now + 60 } })).data.length, 0);
+	assert.equal((await stripe.checkout.sessions.list({ created: { lt: now - 60 } })).data.length, 0);
+	const recent = await stripe.checkout.sessions.list({ created: { gte: now - 60, lte: now + 60 }, limit: 100 });
+	assert.equal(recent.data.length, fake.created);
+	assert.equal(recent.data.find((s) => s.id === mine[2]).metadata.checkout_session_id, 'list-2');
+	await assert.rejects(stripe.checkout.sessions.list({ limit: 101 }), (err) => err.statusCode === 400);
+	const theirs = await stripe.checkout.sessions.create({ ...params, customer: 'cus_List1' }, { idempotencyKey: 'k-list-cus' });
+	assert.deepEqual((await stripe.checkout.sessions.list({ customer: 'cus_List1' })).data.map((s) => s.id), [theirs.id]);
+});
+
+test('a forgotten key executes anew; age() moves sessions back and forgets keys past 24 hours', async () => {
+	const a = await stripe.checkout.sessions.create(params, { idempotencyKey: 'k-forget' });
+	assert.equal(fake.forget('k-forget'), true);
+	const b = await stripe.checkout.sessions.create(params, { idempotencyKey: 'k-forget' });
+	assert.notEqual(b.id, a.id, 'Stripe no longer knew the key: a second object');
+
+	const c = await stripe.checkout.sessions.create(params, { idempotencyKey: 'k-age' });
+	assert.deepEqual(fake.age(3600), [], 'an hour later every key is still known');
+	assert.equal(fake.sessions.get(c.id).created, c.created - 3600);
+	assert.ok(fake.age(30 * 3600).includes('k-age'), '31 hours later it is forgotten');
+	const now = Math.floor(Date.now() / 1000);
+	const old = await stripe.checkout.sessions.list({ created: { lte: now - 30 * 3600 }, limit: 100 });
+	assert.ok(old.data.some((s) => s.id === c.id));
+});
+
+test('list faults: 500 and a dropped connection reach the SDK as errors', async () => {
+	fake.fault('500', { on: 'list' });
+	await assert.rejects(stripe.checkout.sessions.list(), (err) => err.statusCode === 500);
+	fake.fault('drop', { on: 'list', times: 2 });
+	await assert.rejects(stripe.checkout.sessions.list(), (err) => err.type === 'StripeConnectionError');
+	assert.deepEqual(fake.lists.slice(-3).map((l) => l.outcome), ['error_500', 'dropped', 'dropped']);
+	assert.equal((await stripe.checkout.sessions.list()).object, 'list');
+});
+
 test('wrong API key is 401', async () => {
 	const bad = new Stripe('pk_live_nope', { ...fake.sdkOptions(), maxNetworkRetries: 0, telemetry: false });
 	await assert.rejects(bad.checkout.sessions.create(params), (err) => err.statusCode === 401);
@@ -117,6 +163,13 @@ test('the control API serves counts, faults and events to tests in other process
 	const state1 = await (await fetch(`${base}/state`)).json();
 	assert.equal(state1.created, state0.created + 1);
 	assert.deepEqual(state1.requests.slice(-2).map((r) => r.outcome), ['card_declined', 'created']);
+	const forgot = await (await fetch(`${base}/keys/${encodeURIComponent('k-ctl')}/forget`, { method: 'POST' })).json();
+	assert.equal(forgot.forgotten, true);
+	const aged = await (await fetch(`${base}/age`, { method: 'POST', body: JSON.stringify({ seconds: 60 }) })).json();
+	assert.deepEqual(aged.forgotten, []);
+	assert.equal((await fetch(`${base}/faults`, { method: 'POST', body: JSON.stringify({ kind: '500', on: 'list' }) })).status, 200);
+	assert.equal((await (await fetch(`${base}/state`)).json()).listFaults, 1);
+	await assert.rejects(stripe.checkout.sessions.list(), (err) => err.statusCode === 500);
 	assert.equal((await fetch(`${base}/nothing`)).status, 404);
 	assert.equal((await fetch(`${base}/sessions/cs_none/complete`, { method: 'POST' })).status, 400);
 });

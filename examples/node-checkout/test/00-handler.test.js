@@ -8,6 +8,7 @@ const { startFakeStripe } = require('../fake-stripe/server');
 const { handleCheckout } = require('../src/checkout');
 const { createStripe, worstCaseCallMs, assertLeaseCoversStripe } = require('../src/stripe-client');
 const { MemoryStore } = require('./support/memory-store');
+const { parseCheckout } = require('../src/checkout-input');
 const { captureLog, checkoutBody } = require('./support/stack');
 
 let fake;
@@ -94,6 +95,91 @@ test('a failed record answers 503; the retry gets the same session from Stripe',
 	assert.equal(r.status, 200);
 	assert.equal(fake.created, created + 1);
 	assert.equal(fake.requests.at(-1).outcome, 'replayed');
+});
+
+// An operation begun, its key perhaps sent, then left: what the key window
+// or the ttl makes of it. Returns the key and the parsed input.
+async function leftUnresolved(id, { sendToStripe }) {
+	const input = parseCheckout(checkoutBody(id), deps.config);
+	const b = await deps.store.begin('checkout:create', id, input.requestParams);
+	assert.equal(b.state, 'acquired');
+	let session = null;
+	if (sendToStripe) session = await deps.stripe.checkout.sessions.create(input.stripeParams, { idempotencyKey: b.key });
+	deps.store.makeUnresolved('checkout:create', id);
+	fake.forget(b.key); // Stripe forgets keys after 24 hours
+	deps.store.calls.length = 0;
+	return { key: b.key, session };
+}
+
+test('unresolved, Stripe has the session: recorded with the stored key and answered, nothing created', async () => {
+	const { key, session } = await leftUnresolved('unit-unres-found', { sendToStripe: true });
+	const created = fake.created;
+	const posts = fake.requests.length;
+	const r = await handleCheckout(deps, checkoutBody('unit-unres-found'));
+	assert.equal(r.status, 200);
+	assert.equal(r.body.sessionId, session.id);
+	assert.equal(r.body.replayed, true);
+	assert.equal(r.headers['Idempotent-Replayed'], 'true');
+	assert.deepEqual(deps.store.calls, ['begin', 'check', 'record']);
+	assert.equal(fake.created, created, 'no second session');
+	assert.equal(fake.requests.length, posts, 'nothing sent to Stripe but the list');
+	assert.equal(deps.store.rows.get('checkout:create\0unit-unres-found').key, key);
+	const again = await handleCheckout(deps, checkoutBody('unit-unres-found'));
+	assert.equal(again.body.sessionId, session.id);
+});
+
+test('unresolved, Stripe has nothing: restarted under a new key, one session created', async () => {
+	const { key } = await leftUnresolved('unit-unres-none', { sendToStripe: false });
+	const created = fake.created;
+	const r = await handleCheckout(deps, checkoutBody('unit-unres-none'));
+	assert.equal(r.status, 200);
+	assert.equal(r.body.replayed, false);
+	assert.deepEqual(deps.store.calls, ['begin', 'check', 'restart', 'record']);
+	assert.equal(fake.created, created + 1);
+	const sent = fake.requests.at(-1).key;
+	assert.notEqual(sent, key, 'the new key, never the old one');
+	assert.equal(sent, deps.store.rows.get('checkout:create\0unit-unres-none').key);
+});
+
+test('unresolved while Stripe cannot be asked: 409 type unresolved with Retry-After, nothing changed', async () => {
+	const { key } = await leftUnresolved('unit-unres-down', { sendToStripe: false });
+	fake.fault('500', { times: 2, on: 'list' }); // both SDK attempts
+	const posts = fake.requests.length;
+	const r = await handleCheckout(deps, checkoutBody('unit-unres-down'));
+	assert.equal(r.status, 409);
+	assert.equal(r.body.error.type, 'unresolved');
+	assert.ok(Number(r.headers['Retry-After']) >= 1);
+	assert.deepEqual(deps.store.calls, ['begin', 'check']);
+	assert.equal(fake.requests.length, posts, 'no create sent');
+	const row = deps.store.rows.get('checkout:create\0unit-unres-down');
+	assert.equal(row.unresolved, true);
+	assert.equal(row.key, key);
+	assert.equal((await handleCheckout(deps, checkoutBody('unit-unres-down'))).status, 200, 'settled once Stripe answers');
+});
+
+test('unresolved, restarted by someone else meanwhile: begin again and answer what it says now', async () => {
+	const { key } = await leftUnresolved('unit-unres-race', { sendToStripe: false });
+	// Another caller restarts it between our begin and our restart.
+	const restart = deps.store.restart.bind(deps.store);
+	let raced = false;
+	deps.store.restart = async (...args) => {
+		if (!raced) {
+			raced = true;
+			await restart('checkout:create', 'unit-unres-race', key);
+		}
+		return restart(...args);
+	};
+	const r = await handleCheckout(deps, checkoutBody('unit-unres-race'));
+	assert.equal(r.status, 409);
+	assert.equal(r.body.error.type, 'in_progress', 'the other caller holds the new lease');
+	assert.deepEqual(deps.store.calls, ['begin', 'check', 'restart', 'restart', 'begin']);
+});
+
+test('a request over stripe_idem\'s size limit (54000) is 413, not 503', async () => {
+	deps.store.begin = async () => { throw Object.assign(new Error('request_params is too large'), { code: '54000' }); };
+	const r = await handleCheckout(deps, checkoutBody('unit-big'));
+	assert.equal(r.status, 413);
+	assert.equal(r.body.error.type, 'too_large');
 });
 
 test('invalid input is 400 before touching the database', async () => {

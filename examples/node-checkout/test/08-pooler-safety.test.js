@@ -49,6 +49,24 @@ test('the store leaves no setting behind on the connections it used', async () =
 	}
 });
 
+test('begin in a transaction block is refused (25001) unless the transaction allows it, as the store\'s does', async () => {
+	const client = await stack.deps.pool.connect();
+	try {
+		await client.query('BEGIN');
+		await assert.rejects(client.query(`SELECT * FROM begin_stripe_idempotency('checkout:create', $1)`, [uniqueId('in-tx')]),
+			(err) => err.code === '25001', 'a rollback after the key was handed out would lose it');
+		await client.query('ROLLBACK');
+	} finally {
+		client.release();
+	}
+	// The store opens each call with SET LOCAL stripe_idem.allow_begin_in_transaction = on
+	// and uses the key only after COMMIT.
+	const store = new IdempotencyStore(stack.deps.pool, { leaseSeconds: 5 });
+	assert.equal((await store.begin('checkout:create', uniqueId('in-store-tx'), { n: 1 })).state, 'acquired');
+	const seen = (await stack.sql(`SELECT current_setting('stripe_idem.allow_begin_in_transaction', true) AS v`))[0].v;
+	assert.notEqual(seen, 'on', 'the setting ended with the call\'s transaction');
+});
+
 test('a failed call rolls back and leaves its connection usable', async () => {
 	const pool = new Pool({ max: 1 });
 	try {

@@ -4,7 +4,7 @@
 
 import assert from 'node:assert/strict';
 import { guestBody, it, until, useStack } from './support/stack.ts';
-import { db, keyRow, order, processedCount, uniqueId } from './support/db.ts';
+import { ageKeyRow, db, keyRow, order, processedCount, uniqueId } from './support/db.ts';
 import { postJSON, postUntilSettled, startFunction } from './support/functions.ts';
 import type { SignedEvent } from './support/fake.ts';
 import { WEBHOOK_LEASE_SECONDS } from './support/env.ts';
@@ -99,6 +99,65 @@ it('a delivery that dies mid-processing leaves nothing; the next one takes over 
 	} finally {
 		await doomed.kill();
 	}
+});
+
+// A first delivery that failed: its process killed mid-processing, its
+// transaction rolled back. Returns once nothing of it is left.
+async function failedFirstDelivery(ev: SignedEvent, orderId: string): Promise<void> {
+	const doomed = await startFunction('stripe-webhook', stack.fake, { EDGE_TEST_PAUSE: 'in-webhook' });
+	try {
+		const pending = deliver(doomed.url, ev).then((r) => r, (e) => e);
+		await doomed.proc.waitFor((_, j) => (j?.paused === 'in-webhook' ? j : undefined), 'pause mid-processing');
+		await doomed.kill();
+		assert.ok((await pending) instanceof Error, 'Stripe saw no answer');
+	} finally {
+		await doomed.kill();
+	}
+	await until('the dead delivery\'s transaction to end', async () =>
+		(await db`SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = 'edge-checkout' AND state LIKE 'idle in transaction%'`)[0].n === 0);
+	assert.equal(await processedCount({ orderId }), 0);
+}
+
+it('a redelivery 30 hours after a failed first delivery is processed: the webhook\'s key window is its ttl', async () => {
+	const { orderId, ev } = await paidCheckout();
+	await failedFirstDelivery(ev, orderId);
+	const first = await keyRow(OP, ev.event.id);
+	assert.equal(first?.status, 'in_progress');
+	// Stripe retries for up to three days; its next attempt comes 30 hours
+	// later, past the 24 hour key window a checkout would have.
+	await ageKeyRow(OP, ev.event.id, '30 hours');
+	const [b] = await db`SELECT state FROM payments.begin_stripe_idempotency(${OP}, ${ev.event.id}, NULL, '1 minute', '30 days')`;
+	assert.equal(b.state, 'unresolved', 'with the default window it would be turned away');
+
+	const r = await deliver(hook().url, await stack.fake.signEvent(ev.event.id));
+	assert.equal(r.status, 200, JSON.stringify(r.body));
+	assert.equal(r.body.duplicate, undefined, 'this delivery processed it');
+	assert.equal(await processedCount({ orderId }), 1, 'side effect exactly once');
+	assert.equal((await order(orderId))?.status, 'paid');
+	const row = await keyRow(OP, ev.event.id);
+	assert.equal(row?.status, 'completed');
+	assert.equal(row?.key, first?.key, 'taken over with the same key');
+	assert.equal(row?.attempts, 2);
+});
+
+it('an event resent after its ttl ran out unprocessed is started over and processed once', async () => {
+	const { orderId, ev } = await paidCheckout();
+	await failedFirstDelivery(ev, orderId);
+	const first = await keyRow(OP, ev.event.id);
+	// Past the 30 day ttl (and within the extension's retention of unresolved
+	// operations): begin answers unresolved, the webhook restarts it.
+	await ageKeyRow(OP, ev.event.id, '31 days');
+	const r = await deliver(hook().url, await stack.fake.signEvent(ev.event.id));
+	assert.equal(r.status, 200, JSON.stringify(r.body));
+	assert.equal(r.body.duplicate, undefined);
+	assert.equal(await processedCount({ orderId }), 1);
+	const row = await keyRow(OP, ev.event.id);
+	assert.equal(row?.status, 'completed');
+	assert.notEqual(row?.key, first?.key, 'restarted under a new key');
+	assert.equal(row?.attempts, 1);
+	assert.ok(hook().logs().some((l) => l.msg === 'webhook event expired unprocessed, starting it over' && l.eventId === ev.event.id));
+	const again = await deliver(hook().url, await stack.fake.signEvent(ev.event.id));
+	assert.equal(again.body.duplicate, true);
 });
 
 it('a delivery whose lease ran out before it processed: the takeover processes, the late one rolls back', async () => {

@@ -15,4 +15,15 @@ async function rawRow(stack, id) {
 	return row;
 }
 
-module.exports = { checkRow, rawRow };
+// Time passes for one operation: every timestamp of its row moves `by` (an
+// interval) into the past, as if that much time had gone by since.
+async function ageRow(stack, id, by) {
+	await stack.sql(
+		`UPDATE stripe_idempotency_keys
+		    SET created_at = created_at - $2::interval, updated_at = updated_at - $2::interval,
+		        locked_until = locked_until - $2::interval, expires_at = expires_at - $2::interval,
+		        completed_at = completed_at - $2::interval
+		  WHERE operation_type = 'checkout:create' AND operation_id = $1`, [id, by]);
+}
+
+module.exports = { checkRow, rawRow, ageRow };

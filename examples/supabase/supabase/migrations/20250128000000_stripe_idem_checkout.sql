@@ -78,16 +78,20 @@ END
 $$;
 
 GRANT USAGE ON SCHEMA payments, shop TO edge_checkout;
--- begin, check, record, release and restart, and nothing on the table (1.2:
--- the functions run with the extension owner's rights; expiry is the
--- sweeper's job).
+-- The extension's functions run with its owner's rights (SECURITY DEFINER)
+-- and none is executable by PUBLIC: the role gets EXECUTE on the calls the
+-- functions make and no privilege on payments.stripe_idempotency_keys, so
+-- it cannot write a row by hand (a forged "completed" every retry would
+-- replay). Expiry is the sweeper's job, not the role's.
 GRANT EXECUTE ON FUNCTION
 	payments.begin_stripe_idempotency(text, text, jsonb, interval, interval, interval),
-	payments.restart_stripe_idempotency(text, text, text, interval, interval, interval),
 	payments.check_stripe_idempotency(text, text),
 	payments.record_stripe_idempotency(text, text, text, text, jsonb, interval),
-	payments.release_stripe_idempotency(text, text, text, integer)
-  TO edge_checkout;
+	payments.release_stripe_idempotency(text, text, text, integer),
+	payments.restart_stripe_idempotency(text, text, text, interval, interval, interval),
+	payments.new_stripe_idempotency_key(text, text)
+	TO edge_checkout;
+
 -- Load saved carts, write guest orders, mark orders paid.
 GRANT SELECT, INSERT, UPDATE ON shop.orders TO edge_checkout;
 GRANT INSERT ON shop.order_events TO edge_checkout;

@@ -22,6 +22,22 @@ export async function keyRow(operationType: string, operationId: string): Promis
 	return row;
 }
 
+// Time passes for one operation: every timestamp of its row moves `by` (an
+// interval such as '30 hours') into the past.
+export async function ageKeyRow(operationType: string, operationId: string, by: string): Promise<void> {
+	await db`
+		UPDATE payments.stripe_idempotency_keys
+		   SET created_at = created_at - ${by}::interval, updated_at = updated_at - ${by}::interval,
+		       locked_until = locked_until - ${by}::interval, expires_at = expires_at - ${by}::interval,
+		       completed_at = completed_at - ${by}::interval
+		 WHERE operation_type = ${operationType} AND operation_id = ${operationId}`;
+}
+
+export async function checkStatus(operationType: string, operationId: string): Promise<string | null> {
+	const [row] = await db`SELECT status FROM payments.check_stripe_idempotency(${operationType}, ${operationId})`;
+	return row?.status ?? null;
+}
+
 export async function saveCart(id: string, userId: string, customer: string, items: unknown[], currency = 'eur'): Promise<void> {
 	await db`INSERT INTO shop.orders (id, user_id, stripe_customer_id, currency, items)
 	         VALUES (${id}, ${userId}::uuid, ${customer}, ${currency}, ${db.json(items as postgres.JSONValue)})`;

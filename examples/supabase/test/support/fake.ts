@@ -18,6 +18,9 @@ export interface FakeState {
 	executing: number;
 	faults: number;
 	events: number;
+	// GETs of the session list (what a reconcile asks), and their faults to come.
+	lists: { query: Record<string, string>; outcome: string }[];
+	listFaults: number;
 }
 
 export interface SignedEvent {
@@ -48,8 +51,15 @@ export class Fake {
 		return (await this.state()).created;
 	}
 
-	fault(kind: 'delay' | '500' | 'drop' | 'card_declined', opts: { times?: number; ms?: number } = {}): Promise<unknown> {
+	// on: 'list' sends the fault to the next GETs of the session list instead.
+	fault(kind: 'delay' | '500' | 'drop' | 'card_declined', opts: { times?: number; ms?: number; on?: 'create' | 'list' } = {}): Promise<unknown> {
 		return this.control('POST', 'faults', { kind, ...opts });
+	}
+
+	// Time passes at Stripe: sessions were created `seconds` earlier, and the
+	// keys it saw more than 24 hours ago are forgotten (returned).
+	async age(seconds: number): Promise<string[]> {
+		return (await this.control<{ forgotten: string[] }>('POST', 'age', { seconds })).forgotten;
 	}
 
 	completeSession(sessionId: string): Promise<SignedEvent> {

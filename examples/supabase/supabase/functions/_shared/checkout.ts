@@ -5,6 +5,11 @@
 //          -> completed   replay the stored result, no Stripe call
 //          -> in_progress 409 + Retry-After (someone else holds the lease)
 //          -> mismatch    422 (same stable id, different cart or buyer)
+//          -> unresolved  the outcome is unknown and Stripe may have forgotten
+//                         the key: reconcile (reconcile.ts), then the session
+//                         Stripe had (200, replayed) or a new one under a
+//                         fresh key; 409 type unresolved while Stripe cannot
+//                         be asked
 //
 // Key format: operation_type:stable_id:UUID, e.g.
 // checkout:customer:cart_8f2c…:0b6c… (made by the extension, reused on takeover).
@@ -12,6 +17,12 @@
 import type { Deps } from './deps.ts';
 import { errorReply, json, retryLater } from './http.ts';
 import { isDefinitive, storedError, type Stripe } from './stripe.ts';
+import type { BeginResult } from './idempotency.ts';
+import { reconcileCheckout } from './reconcile.ts';
+
+// How long a client waits before asking again about a checkout being
+// reconciled while Stripe cannot be reached.
+const UNRESOLVED_RETRY_AFTER_SECONDS = 10;
 
 export interface CheckoutOperation {
 	operationType: string;
@@ -42,6 +53,10 @@ function fromStored(sessionId: string | null, stored: Stored | null, replayed: b
 function dbFailure(deps: Deps, err: unknown, fields: Record<string, unknown>): Response {
 	const e = err as { code?: string; message?: string };
 	if (e.code === '22023' || e.code === '22004') return errorReply(400, 'invalid_request', e.message ?? 'invalid request');
+	// 54000: request_params or a response over stripe_idem's size limits
+	// (stripe_idem.max_request_params_size / max_response_size, 1 MB): the
+	// request is too large, retrying it cannot help.
+	if (e.code === '54000') return errorReply(413, 'too_large', 'the checkout is too large');
 	deps.log.error('database call failed', { ...fields, code: e.code, message: e.message });
 	return retryLater('the checkout could not be started, retry');
 }
@@ -108,26 +123,76 @@ async function createSession(deps: Deps, op: CheckoutOperation, key: string, att
 	return fromStored(resourceId, outcome as Stored, false);
 }
 
-export async function runCheckout(deps: Deps, op: CheckoutOperation): Promise<Response> {
+function unresolvedReply(seconds = UNRESOLVED_RETRY_AFTER_SECONDS): Response {
+	return errorReply(409, 'unresolved', 'this checkout is being reconciled with the payment provider, retry shortly',
+		{ 'Retry-After': String(seconds) });
+}
+
+// An unresolved operation: ask Stripe what became of it (reconcile.ts) and
+// answer with that. null when the operation changed meanwhile (another call
+// recorded or restarted it): the caller calls begin again.
+async function settleUnresolved(deps: Deps, op: CheckoutOperation, b: BeginResult): Promise<Response | null> {
 	const fields = { operationType: op.operationType, operationId: op.operationId };
-	let b;
+	const key = b.key as string;
+	deps.log.warn('unresolved checkout: reconciling with Stripe', { ...fields, key, attempts: b.attempts });
+	let r;
 	try {
-		b = await deps.store.begin(op.operationType, op.operationId, op.requestParams, deps.config.leaseSeconds, deps.config.ttlSeconds);
+		// When the key was made, and the bound past which nobody sent it: the
+		// only time Stripe can have seen it.
+		const row = await deps.store.check(op.operationType, op.operationId);
+		if (!row || row.status !== 'unresolved' || row.key !== key) return null;
+		r = await reconcileCheckout(deps, {
+			operationType: op.operationType,
+			operationId: op.operationId,
+			metadata: (op.stripeParams.metadata ?? {}) as Record<string, string>,
+			customer: typeof op.stripeParams.customer === 'string' ? op.stripeParams.customer : undefined,
+		}, key, row.created_at as Date, row.expires_at);
 	} catch (err) {
 		return dbFailure(deps, err, fields);
 	}
-	switch (b.state) {
-		case 'acquired':
-			return createSession(deps, op, b.key as string, b.attempts as number);
-		case 'completed':
-			deps.log.info('Idempotent request - returning existing session', { ...fields, sessionId: b.resource_id });
-			return fromStored(b.resource_id, b.response as Stored, true);
-		case 'in_progress':
-			return errorReply(409, 'in_progress', 'this checkout is being created, retry shortly',
-				{ 'Retry-After': String(Math.max(1, b.retry_after_s || 0)) });
-		case 'mismatch':
-			return errorReply(422, 'mismatch', 'this checkout was already started with a different cart or buyer');
-		default:
-			throw new Error(`begin_stripe_idempotency returned unknown state ${b.state}`);
+	switch (r.result) {
+		case 'recorded':
+			// The session an earlier call made: this request did not create it.
+			return fromStored(r.rec.resource_id, r.rec.response as Stored, true);
+		case 'restarted':
+			return createSession(deps, op, r.begin.key as string, r.begin.attempts as number);
+		case 'unavailable':
+			return unresolvedReply();
+		case 'changed':
+			return null;
+	}
+}
+
+export async function runCheckout(deps: Deps, op: CheckoutOperation): Promise<Response> {
+	const fields = { operationType: op.operationType, operationId: op.operationId };
+	// A second round only when an unresolved operation changed under us while
+	// we reconciled it: begin then says what it is now.
+	for (let round = 1; ; round++) {
+		let b;
+		try {
+			b = await deps.store.begin(op.operationType, op.operationId, op.requestParams, deps.config.leaseSeconds, deps.config.ttlSeconds);
+		} catch (err) {
+			return dbFailure(deps, err, fields);
+		}
+		switch (b.state) {
+			case 'acquired':
+				return createSession(deps, op, b.key as string, b.attempts as number);
+			case 'completed':
+				deps.log.info('Idempotent request - returning existing session', { ...fields, sessionId: b.resource_id });
+				return fromStored(b.resource_id, b.response as Stored, true);
+			case 'in_progress':
+				return errorReply(409, 'in_progress', 'this checkout is being created, retry shortly',
+					{ 'Retry-After': String(Math.max(1, b.retry_after_s || 0)) });
+			case 'mismatch':
+				return errorReply(422, 'mismatch', 'this checkout was already started with a different cart or buyer');
+			case 'unresolved': {
+				const answer = await settleUnresolved(deps, op, b);
+				if (answer) return answer;
+				if (round >= 2) return unresolvedReply(1);
+				break;
+			}
+			default:
+				throw new Error(`begin_stripe_idempotency returned unknown state ${b.state}`);
+		}
 	}
 }

@@ -40,7 +40,8 @@ export interface Config {
 	// takes over, and how long an event id is remembered. Stripe redelivers
 	// for up to 3 days and an event can be resent by hand for 30, so the ttl
 	// covers 30 days; these keys are never sent to Stripe, so its 24 h limit
-	// on Idempotency-Keys does not apply.
+	// on Idempotency-Keys does not apply: the ttl is also the key window
+	// begin gets (webhook.ts).
 	webhookLeaseSeconds: number;
 	webhookTtlSeconds: number;
 	successUrl: string;

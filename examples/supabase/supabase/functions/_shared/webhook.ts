@@ -9,8 +9,18 @@
 //     completed   a redelivery: 200, nothing done again
 //     in_progress another delivery is processing it: 409, so Stripe retries
 //                 later (and finds it completed, or the lease run out)
+//     unresolved  its ttl ran out unprocessed (a delivery resent by hand
+//                 after that): restart it under a new key and process it
 //   A delivery that dies mid-processing rolls back with its transaction; its
 //   lease runs out and the next delivery takes over.
+//
+// The key window. A checkout's key goes to Stripe, which forgets keys after
+// 24 hours, so stripe_idem stops handing a key out once its window (24 h by
+// default) has passed and answers "unresolved" instead. A webhook's key never
+// goes anywhere, and its outcome is never unknown: the processing and its
+// record commit together or not at all. And Stripe redelivers an event for up
+// to three days: a redelivery 30 hours after a failed first delivery must be
+// processed, not turned away. So begin gets a key window as long as the ttl.
 //
 // No request_params: the event id is Stripe's and the payload is signed, so
 // there is no other request under the same id to tell apart.
@@ -74,9 +84,19 @@ export async function handleEvent(deps: Deps, event: Stripe.Event): Promise<Resp
 	const fields = { eventId: event.id, eventType: event.type };
 	let b;
 	try {
-		b = await store.begin(type, event.id, null, config.webhookLeaseSeconds, config.webhookTtlSeconds);
+		b = await store.begin(type, event.id, null, config.webhookLeaseSeconds, config.webhookTtlSeconds, config.webhookTtlSeconds);
+		// Only past the ttl (30 days), by an event resent by hand. Nothing of
+		// it committed (the processing and its record commit together), and
+		// its key never reached Stripe: start it over and process it.
+		if (b.state === 'unresolved') {
+			log.info('webhook event expired unprocessed, starting it over', { ...fields, attempts: b.attempts });
+			b = await store.restart(type, event.id, b.key as string, config.webhookLeaseSeconds, config.webhookTtlSeconds, config.webhookTtlSeconds);
+		}
 	} catch (err) {
-		log.error('database call failed', { ...fields, code: (err as { code?: string }).code, message: (err as Error).message });
+		const code = (err as { code?: string }).code;
+		// 55000: another delivery restarted it first; it processes the event.
+		if (code === '55000') return errorReply(409, 'in_progress', 'this event is being processed by another delivery', { 'Retry-After': '1' });
+		log.error('database call failed', { ...fields, code, message: (err as Error).message });
 		return errorReply(503, 'retry', 'could not process the event now', { 'Retry-After': '1' });
 	}
 	switch (b.state) {
@@ -90,7 +110,7 @@ export async function handleEvent(deps: Deps, event: Stripe.Event): Promise<Resp
 			return errorReply(422, 'mismatch', 'event id seen with other content');
 		case 'acquired':
 			break;
-		default:
+		default: // 'unresolved' was restarted above
 			throw new Error(`begin_stripe_idempotency returned unknown state ${b.state}`);
 	}
 
