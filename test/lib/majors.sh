@@ -25,9 +25,10 @@ si_chroot_name() {
 }
 
 # What a chroot needs to build the extension and run the every-major suites
-# (pgbouncer for the pooler suites; the host's Node.js is copied in).
+# (pgbouncer for the pooler suites, pg_cron for the managed edition's sweep
+# job; the host's Node.js is copied in).
 si_chroot_packages() {
-	echo "postgresql-$1 postgresql-server-dev-$1 libipc-run-perl make gcc uuid-dev ca-certificates pgbouncer"
+	echo "postgresql-$1 postgresql-server-dev-$1 libipc-run-perl make gcc uuid-dev ca-certificates pgbouncer postgresql-$1-cron"
 }
 
 # What a new machine of this kind ships (Debian 12): the fresh-machine check
