@@ -187,6 +187,26 @@ BEGIN
 END
 $fn$;
 
+-- How long after a lease ended Stripe may still act on a request sent
+-- under it (stripe_idem.settle_time, 0 to 1 day, default 10 minutes):
+-- takeovers keep this much of the key window free, and an operation whose
+-- last lease ended less than this ago is not unresolved yet.
+CREATE FUNCTION _stripe_idem_settle_secs()
+RETURNS bigint
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $fn$
+DECLARE
+	s bigint := _stripe_idem_setting_secs('stripe_idem.settle_time', 600);
+BEGIN
+	IF s < 0 OR s > 86400 THEN
+		RAISE EXCEPTION 'stripe_idem.settle_time is out of range'
+			USING ERRCODE = '22023',
+				  DETAIL = 'stripe_idem.settle_time must be at least 0 and at most 1 day.';
+	END IF;
+	RETURN s;
+END
+$fn$;
+
 --
 -- Argument checks, with the C extension's messages (src/validate.c). The
 -- callers test the common case inline and come here only to raise.
@@ -421,6 +441,7 @@ DECLARE
 	v_fp text;
 	v_key text;
 	v_cutoff timestamptz;
+	v_settle interval;
 	v_fresh boolean;
 	v_found boolean;
 	r stripe_idempotency_keys;
@@ -455,6 +476,7 @@ BEGIN
 	IF v_params IS NOT NULL THEN
 		v_fp := encode(sha256(convert_to(v_params::text, getdatabaseencoding())), 'hex');
 	END IF;
+	v_settle := make_interval(secs => _stripe_idem_settle_secs());
 
 	FOR round IN 0 .. 5 LOOP
 		IF round = 5 THEN
@@ -464,37 +486,45 @@ BEGIN
 					  HINT = 'Retry the call.';
 		END IF;
 
-		-- Insert the operation or read its row, in one statement: NULL when
-		-- the insert went in, the existing row otherwise, nothing when that
-		-- row was committed after the statement's snapshot (read it again).
+		-- Read the row first, without a row lock: an existing operation is
+		-- answered from the row as last committed, without waiting for a
+		-- caller that is changing it.
 		v_key := v_type || ':' || v_id || ':' || gen_random_uuid()::text;
-		WITH ins AS (
-			INSERT INTO stripe_idempotency_keys
-				(operation_type, operation_id, stripe_idempotency_key, request_fingerprint,
-				 status, attempts, locked_until, created_at, updated_at, expires_at)
-			VALUES (v_type, v_id, v_key, v_fp, 'in_progress', 1, v_now + v_lease,
-					v_now, v_now, v_now + v_ttl)
-			ON CONFLICT (operation_type, operation_id) DO NOTHING
-			RETURNING 1)
-		SELECT (x).* FROM (
-			SELECT NULL::stripe_idempotency_keys AS x FROM ins
-			UNION ALL
-			SELECT k FROM stripe_idempotency_keys k
-			WHERE k.operation_type = v_type AND k.operation_id = v_id) s
-		INTO r;
-		v_found := FOUND;
-		IF v_found AND r.operation_type IS NULL THEN
-			state := 'acquired';
-			stripe_idempotency_key := v_key;
-			attempts := 1;
-			PERFORM _stripe_idem_after_write(v_fresh);
-			RETURN NEXT;
-			RETURN;
-		END IF;
-		IF NOT v_found THEN
-			SELECT k.* INTO r FROM stripe_idempotency_keys k
-			WHERE k.operation_type = v_type AND k.operation_id = v_id;
-			CONTINUE WHEN NOT FOUND;	-- deleted since the insert met it
+		SELECT k.* INTO r FROM stripe_idempotency_keys k
+		WHERE k.operation_type = v_type AND k.operation_id = v_id;
+		IF NOT FOUND THEN
+			-- None: insert the operation or read its row, in one statement:
+			-- NULL when the insert went in, the existing row otherwise,
+			-- nothing when that row was committed after the statement's
+			-- snapshot (read it again).
+			WITH ins AS (
+				INSERT INTO stripe_idempotency_keys
+					(operation_type, operation_id, stripe_idempotency_key, request_fingerprint,
+					 status, attempts, locked_until, created_at, updated_at, expires_at)
+				VALUES (v_type, v_id, v_key, v_fp, 'in_progress', 1, v_now + v_lease,
+						v_now, v_now, v_now + v_ttl)
+				ON CONFLICT (operation_type, operation_id) DO NOTHING
+				RETURNING 1)
+			SELECT (x).* FROM (
+				SELECT NULL::stripe_idempotency_keys AS x FROM ins
+				UNION ALL
+				SELECT k FROM stripe_idempotency_keys k
+				WHERE k.operation_type = v_type AND k.operation_id = v_id) s
+			INTO r;
+			v_found := FOUND;
+			IF v_found AND r.operation_type IS NULL THEN
+				state := 'acquired';
+				stripe_idempotency_key := v_key;
+				attempts := 1;
+				PERFORM _stripe_idem_after_write(v_fresh);
+				RETURN NEXT;
+				RETURN;
+			END IF;
+			IF NOT v_found THEN
+				SELECT k.* INTO r FROM stripe_idempotency_keys k
+				WHERE k.operation_type = v_type AND k.operation_id = v_id;
+				CONTINUE WHEN NOT FOUND;	-- deleted since the insert met it
+			END IF;
 		END IF;
 
 		-- Absent: completed and expired, or expired longer than the retention.
@@ -547,8 +577,19 @@ BEGIN
 			RETURN;
 		END IF;
 
-		-- Unresolved: expired, or a new lease would end after the key window.
-		v_cutoff := v_now + v_lease - v_window;
+		-- Unresolved: expired, or a new lease and the settle time after it
+		-- would end after the key window.
+		v_cutoff := v_now + v_lease + v_settle - v_window;
+		IF (r.expires_at <= v_now OR r.created_at < v_cutoff)
+		   AND r.locked_until > v_now - v_settle THEN
+			-- but a request sent under the last lease may still be acted on
+			-- by Stripe: nobody gets the key until the settle time has passed
+			state := 'in_progress';
+			retry_after := r.locked_until + v_settle - v_now;
+			attempts := r.attempts;
+			RETURN NEXT;
+			RETURN;
+		END IF;
 		IF r.expires_at <= v_now OR r.created_at < v_cutoff THEN
 			state := 'unresolved';
 			stripe_idempotency_key := r.stripe_idempotency_key;
@@ -615,6 +656,8 @@ DECLARE
 	v_new text;
 	v_fresh boolean;
 	v_why text;
+	v_settle_secs bigint;
+	v_settle interval;
 	r stripe_idempotency_keys;
 BEGIN
 	v_fresh := _stripe_idem_refuse_in_transaction_block('restart_stripe_idempotency');
@@ -642,6 +685,8 @@ BEGIN
 													 v_ttl, 'the ttl');
 	END IF;
 	v_new := v_type || ':' || v_id || ':' || gen_random_uuid()::text;
+	v_settle_secs := _stripe_idem_settle_secs();
+	v_settle := make_interval(secs => v_settle_secs);
 
 	FOR round IN 0 .. 5 LOOP
 		IF round = 5 THEN
@@ -663,7 +708,8 @@ BEGIN
 			v_why := 'It is completed: its recorded result is the answer.';
 		ELSIF r.locked_until > v_now THEN
 			v_why := 'A caller holds its lease and may be sending the key to Stripe now.';
-		ELSIF NOT (r.expires_at <= v_now OR r.created_at < v_now + v_lease - v_window) THEN
+		ELSIF NOT (r.expires_at <= v_now
+				   OR r.created_at < v_now + v_lease + v_settle - v_window) THEN
 			v_why := 'Its key may still be sent to Stripe: begin_stripe_idempotency takes it over with the same key.';
 		END IF;
 		IF v_why IS NOT NULL THEN
@@ -671,6 +717,13 @@ BEGIN
 				USING ERRCODE = '55000',
 					  DETAIL = v_why,
 					  HINT = 'Call begin_stripe_idempotency and act on the state it returns.';
+		END IF;
+		IF r.locked_until > v_now - v_settle THEN
+			RAISE EXCEPTION 'operation %/% cannot be restarted yet', v_type, v_id
+				USING ERRCODE = '55000',
+					  DETAIL = format('Its last lease ended less than stripe_idem.settle_time (%s s) ago: Stripe may still act on a request sent under it.',
+									  v_settle_secs),
+					  HINT = 'Ask Stripe again once that time has passed, then restart or record.';
 		END IF;
 
 		UPDATE stripe_idempotency_keys k
@@ -680,7 +733,7 @@ BEGIN
 		WHERE k.operation_type = v_type AND k.operation_id = v_id
 		  AND k.status = 'in_progress'
 		  AND k.stripe_idempotency_key = v_old
-		  AND (k.locked_until IS NULL OR k.locked_until <= v_now);
+		  AND (k.locked_until IS NULL OR k.locked_until <= v_now - v_settle);
 		IF FOUND THEN
 			state := 'acquired';
 			stripe_idempotency_key := v_new;
@@ -714,7 +767,8 @@ AS $fn$ SELECT * FROM _stripe_idem_restart($1, $2, $3, $4, $5, $6) $fn$;
 --
 -- A read-only look at an operation. An absent row is not found; an
 -- unresolved one (judged with the default lease and key window) is found
--- with status 'unresolved'.
+-- with status 'unresolved' once settled (its last lease ended at least
+-- stripe_idem.settle_time ago), 'in_progress' until then.
 --
 CREATE FUNCTION check_stripe_idempotency(operation_type text, operation_id text)
 RETURNS TABLE (
@@ -733,6 +787,7 @@ DECLARE
 	v_id text := $2;
 	v_now timestamptz := statement_timestamp();
 	v_cutoff timestamptz;
+	v_settled timestamptz;
 	v_retention timestamptz;
 	v_rows bigint;
 BEGIN
@@ -748,16 +803,18 @@ BEGIN
 	IF NOT (octet_length(v_id) BETWEEN 1 AND 128 AND v_id ~ '^[!-~]+$') THEN
 		PERFORM _stripe_idem_check_id(v_id);
 	END IF;
+	v_settled := v_now - make_interval(secs => _stripe_idem_settle_secs());
 	v_cutoff := v_now
 		+ make_interval(secs => _stripe_idem_setting_secs('stripe_idem.default_lease', 90))
+		+ make_interval(secs => _stripe_idem_settle_secs())
 		- make_interval(secs => _stripe_idem_setting_secs('stripe_idem.key_window', 86400));
 	v_retention := _stripe_idem_retention_cutoff();
-	-- ("found" is a result column here: ROW_COUNT, not FOUND, says whether
+	-- ("found is a result column here: ROW_COUNT, not FOUND, says whether
 	-- the query returned the row)
 	RETURN QUERY
 		SELECT true,
 			   CASE WHEN k.status = 'in_progress'
-						 AND (k.locked_until IS NULL OR k.locked_until <= v_now)
+						 AND (k.locked_until IS NULL OR k.locked_until <= v_settled)
 						 AND (k.expires_at <= v_now OR k.created_at < v_cutoff)
 					THEN 'unresolved' ELSE k.status END,
 			   k.stripe_idempotency_key, k.stripe_resource_id, k.response,
@@ -960,7 +1017,7 @@ BEGIN
 	PERFORM _stripe_idem_check_id($2);
 	PERFORM _stripe_idem_check_key($3);
 	UPDATE stripe_idempotency_keys k
-	SET locked_until = NULL, updated_at = v_now
+	SET locked_until = v_now, updated_at = v_now	-- the lease ends now: when is kept
 	WHERE k.operation_type = $1 AND k.operation_id = $2
 	  AND k.status = 'in_progress' AND k.stripe_idempotency_key = $3
 	  AND ($4 IS NULL OR k.attempts = $4)
@@ -1074,8 +1131,10 @@ LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
 AS $fn$
 DECLARE
 	v_now timestamptz := statement_timestamp();
+	v_settle interval := make_interval(secs => _stripe_idem_settle_secs());
 	v_cutoff timestamptz := v_now
 		+ make_interval(secs => _stripe_idem_setting_secs('stripe_idem.default_lease', 90))
+		+ v_settle
 		- make_interval(secs => _stripe_idem_setting_secs('stripe_idem.key_window', 86400));
 	v_retention timestamptz := _stripe_idem_retention_cutoff();
 BEGIN
@@ -1091,7 +1150,9 @@ BEGIN
 					  WHEN k.status = 'completed' THEN 'completed'
 					  WHEN k.locked_until > v_now THEN 'in_progress'
 					  WHEN k.expires_at <= v_retention THEN 'expired'
-					  WHEN k.expires_at <= v_now OR k.created_at < v_cutoff THEN 'unresolved'
+					  WHEN (k.expires_at <= v_now OR k.created_at < v_cutoff)
+						   AND (k.locked_until IS NULL OR k.locked_until <= v_now - v_settle)
+					  THEN 'unresolved'
 					  ELSE 'in_progress' END AS s
 		  FROM stripe_idempotency_keys k) t;
 END
@@ -1137,6 +1198,7 @@ $pin$;
 REVOKE ALL ON FUNCTION _stripe_idem_setting_secs(text, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _stripe_idem_setting_bytes(text, bigint) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _stripe_idem_retention_cutoff() FROM PUBLIC;
+REVOKE ALL ON FUNCTION _stripe_idem_settle_secs() FROM PUBLIC;
 REVOKE ALL ON FUNCTION _stripe_idem_bad_token(text, text, integer, text, text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _stripe_idem_check_type(text) FROM PUBLIC;
 REVOKE ALL ON FUNCTION _stripe_idem_check_id(text) FROM PUBLIC;

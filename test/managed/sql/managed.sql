@@ -72,7 +72,9 @@ DROP TABLE pg_temp.stripe_idempotency_keys;
 DROP FUNCTION hostile.gen_random_uuid();
 DROP SCHEMA hostile;
 
--- 4. The summary view: counts by state, judged like check.
+-- 4. The summary view: counts by state, judged like check ('settling':
+-- past the key window, but its lease ended less than the settle time ago,
+-- so still in progress).
 TRUNCATE stripe_idempotency_keys;
 INSERT INTO stripe_idempotency_keys (operation_type, operation_id, stripe_idempotency_key, status,
 	stripe_resource_id, locked_until, created_at, expires_at) VALUES
@@ -80,6 +82,7 @@ INSERT INTO stripe_idempotency_keys (operation_type, operation_id, stripe_idempo
 	('m:s', 'expired', 'm:s:expired', 'completed', 'ch', NULL, now() - interval '2 days', now() - interval '1 day'),
 	('m:s', 'leased', 'm:s:leased', 'in_progress', NULL, now() + interval '1 minute', now(), now() + interval '1 day'),
 	('m:s', 'lost', 'm:s:lost', 'in_progress', NULL, NULL, now() - interval '2 days', now() - interval '1 day'),
+	('m:s', 'settling', 'm:s:settling', 'in_progress', NULL, now() - interval '1 minute', now() - interval '1 day', now() + interval '1 hour'),
 	('m:s', 'gone', 'm:s:gone', 'in_progress', NULL, NULL, now() - interval '40 days', now() - interval '31 days');
 SELECT in_progress, completed, unresolved, expired FROM stripe_idem_summary;
 SELECT has_table_privilege('pg_monitor', 'stripe_idem_summary', 'SELECT') AS monitor_reads_it;
