@@ -167,9 +167,12 @@ sub add_rows
 	my ($tag, $n, $kind) = @_;
 	my %cols = (
 		expired   => q{'completed', 'ch_x', NULL, pg_catalog.now() - interval '1 hour'},
-		abandoned => q{'in_progress', NULL, pg_catalog.now() - interval '2 hours', pg_catalog.now() - interval '1 hour'},
+		# in progress and expired longer ago than stripe_idem.unresolved_retention
+		# (30 days): absent, swept (a fresher one is unresolved and kept)
+		abandoned => q{'in_progress', NULL, pg_catalog.now() - interval '32 days', pg_catalog.now() - interval '31 days'},
 		live      => q{'completed', 'ch_x', NULL, pg_catalog.now() + interval '1 day'},
 		leased    => q{'in_progress', NULL, pg_catalog.now() + interval '1 hour', pg_catalog.now() + interval '1 day'},
+		unresolved => q{'in_progress', NULL, pg_catalog.now() - interval '2 hours', pg_catalog.now() - interval '1 hour'},
 	);
 	q1(qq{INSERT INTO stripe_idempotency_keys (operation_type, operation_id,
 		stripe_idempotency_key, status, stripe_resource_id, locked_until, expires_at)
@@ -190,6 +193,12 @@ is(q1('SELECT cleanup_expired_idempotency_keys(25)'), '600',
 	'cleanup through the coordinator deletes every expired row in every shard, in batches');
 is(count_where($expired), '0', 'no expired row is left');
 is(count_where("NOT ($expired)"), $kept_before + 600, 'live rows and leases stay');
+add_rows('x1u', 40, 'unresolved');
+is(q1('SELECT cleanup_expired_idempotency_keys(25)'), '0',
+	'cleanup keeps unresolved rows (in progress, expired inside the retention) in every shard');
+is(q1(q{SELECT pg_catalog.count(*) FROM stripe_idempotency_keys WHERE operation_type = 'x1u'}), '40',
+	'all 40 are there');
+q1(q{DELETE FROM stripe_idempotency_keys WHERE operation_type = 'x1u'});
 
 # A row locked by a caller is skipped, never waited for.
 add_rows('x2', 20, 'expired');
