@@ -50,4 +50,20 @@
 #define si_wait_event(cache, name)	((void) (cache), (uint32) PG_WAIT_EXTENSION)
 #endif
 
+/*
+ * Reading the table through its primary key without the executor
+ * (result.c). From 18 RelationGetPrimaryKeyIndex() asks whether a
+ * deferrable key will do (ours is not deferrable), and index_beginscan()
+ * takes instrumentation, which a lookup of one row does without.
+ */
+#if PG_VERSION_NUM >= 180000
+#define si_primary_key_index(rel)	RelationGetPrimaryKeyIndex((rel), false)
+#define si_index_beginscan(heap, index, snapshot, nkeys, norderbys) \
+	index_beginscan((heap), (index), (snapshot), NULL, (nkeys), (norderbys))
+#else
+#define si_primary_key_index(rel)	RelationGetPrimaryKeyIndex(rel)
+#define si_index_beginscan(heap, index, snapshot, nkeys, norderbys) \
+	index_beginscan((heap), (index), (snapshot), (nkeys), (norderbys))
+#endif
+
 #endif							/* STRIPE_IDEM_COMPAT_H */

@@ -215,7 +215,7 @@ si_probe_row(Datum operation_type, Datum operation_id, Snapshot snapshot, SiRow 
 		aclcheck_error(aclresult, OBJECT_TABLE, get_rel_name(table_oid));
 
 	rel = table_open(table_oid, AccessShareLock);
-	index = index_open(RelationGetPrimaryKeyIndex(rel), AccessShareLock);
+	index = index_open(si_primary_key_index(rel), AccessShareLock);
 	if (IndexRelationGetNumberOfKeyAttributes(index) != 2)
 		elog(ERROR, "primary key of \"%s\" has %d columns, expected 2",
 			 RelationGetRelationName(rel), IndexRelationGetNumberOfKeyAttributes(index));
@@ -225,7 +225,7 @@ si_probe_row(Datum operation_type, Datum operation_id, Snapshot snapshot, SiRow 
 	ScanKeyEntryInitialize(&keys[1], 0, 2, BTEqualStrategyNumber, InvalidOid,
 						   index->rd_indcollation[1], F_TEXTEQ, operation_id);
 	slot = table_slot_create(rel, NULL);
-	scan = index_beginscan(rel, index, snapshot, 2, 0);
+	scan = si_index_beginscan(rel, index, snapshot, 2, 0);
 	index_rescan(scan, keys, 2, NULL, 0);
 	found = index_getnext_slot(scan, ForwardScanDirection, slot);
 	if (found)
