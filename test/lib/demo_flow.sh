@@ -13,9 +13,11 @@ sql() {
 say "starting a throwaway cluster in $DEMO (port chosen at random)"
 cluster_start "$DEMO/cluster" \
 	"shared_preload_libraries = 'stripe_idem'" \
-	"stripe_idem.sweep_interval = '2s'"
+	"stripe_idem.sweep_interval = '2s'" \
+	"stripe_idem.settle_time = '1s'"
 echo "  listening on $PGHOST, port $PGPORT: PostgreSQL $(cluster_psql -At -c "SHOW server_version")"
 echo "  (stripe_idem.databases is not set: the sweeper sweeps every database that has the extension)"
+echo "  (stripe_idem.settle_time is 1 s instead of 10 min, so that 6c need not wait)"
 sql "CREATE EXTENSION stripe_idem;"
 
 say "1. a browser posts checkout cs_demo_1: begin before calling Stripe"
@@ -52,17 +54,17 @@ KEY3=$(cluster_psql -At -c "SELECT stripe_idempotency_key FROM stripe_idempotenc
 sql "SELECT release_stripe_idempotency('checkout:create', 'cs_demo_3', '$KEY3', 1) AS released;"
 sql "SELECT state, stripe_idempotency_key, attempts FROM begin_stripe_idempotency('checkout:create', 'cs_demo_3');"
 
-say "6c. a holder died and its key is older than the key window (1 s here, 24 h by default): unresolved"
+say "6c. a holder died and its key is older than the key window (2 s here, 24 h by default): unresolved"
 sql "SELECT state, attempts FROM begin_stripe_idempotency('checkout:create', 'cs_demo_4', NULL,
-       lease => '1 second', key_window => '1 second');"
-sleep 1.5
+       lease => '1 second', key_window => '2 seconds');"
+sleep 2.5
 sql "SELECT state, stripe_idempotency_key, attempts FROM begin_stripe_idempotency('checkout:create', 'cs_demo_4', NULL,
-       lease => '1 second', key_window => '1 second');"
+       lease => '1 second', key_window => '2 seconds');"
 KEY4=$(cluster_psql -At -c "SELECT stripe_idempotency_key FROM stripe_idempotency_keys WHERE operation_id = 'cs_demo_4'")
 echo "  -> the key may have reached Stripe and may be forgotten: no new key, no lease. The app asks Stripe"
 echo "     whether an object exists for '$KEY4'; it does not, so it restarts the operation:"
 sql "SELECT state, stripe_idempotency_key, attempts FROM restart_stripe_idempotency('checkout:create', 'cs_demo_4', '$KEY4',
-       lease => '1 second', key_window => '1 second');"
+       lease => '1 second', key_window => '2 seconds');"
 
 say "6d. the application's role: EXECUTE on the API, nothing on the table"
 sql "CREATE ROLE demo_app LOGIN;
