@@ -30,7 +30,7 @@
  * ghosts, with r_present = 0), and a life never ends while a caller still
  * holds one of its keys.
  *
- * Assumptions (the application's side of the contract, DESIGN-1.2):
+ * Assumptions (the application's side of the contract, README and docs/API.md):
  *   - a holder sends its key to Stripe only while its lease is live;
  *   - begin commits before the Stripe call (begin refuses to run inside a
  *     transaction block: a rolled-back begin is BROKEN_ROLLED_BACK_BEGIN);
