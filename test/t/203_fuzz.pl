@@ -68,7 +68,11 @@ is($rc, 0, 'fuzz script exit status');
 # Every kind of outcome the issue names was reached, so the run is not
 # quietly testing less than it claims.
 for my $what ('begin acquired', 'begin completed', 'begin in_progress', 'begin mismatch',
-	'begin unresolved', 'check unresolved', 'restart acquired',
+	# (a successful restart needs a row to expire during the run and the
+	# fuzz to name its own key: a handful a run, fewer on a faster machine,
+	# so it is not required here; sql/unresolved.sql and restart_race.spec
+	# show it every time)
+	'begin unresolved', 'check unresolved',
 	'record recorded=t', 'record recorded=f', 'release t', 'cleanup deleted some')
 {
 	like($out, qr/^fuzz: results: .*\b\Q$what\E [1-9]/m, "fuzz reached \"$what\"");
