@@ -2,7 +2,9 @@
 # majors: all
 # pg_regress: sql/*.sql against expected/*.out in a temporary instance.
 set -uo pipefail
+source "$SRC/test/lib/tap.sh"
 source "$SRC/test/lib/cluster.sh"
+source "$SRC/test/lib/regress_tap.sh"
 cd "$SUITE_DIR"
 PGXS_DIR=$(dirname "$(dirname "$(pg_config --pgxs)")")
 "$PGXS_DIR/test/regress/pg_regress" \
@@ -10,11 +12,6 @@ PGXS_DIR=$(dirname "$(dirname "$(pg_config --pgxs)")")
 	--inputdir="$SRC" --outputdir="$SUITE_DIR" \
 	--temp-instance="$SUITE_DIR/tmp_check" --port="$(free_port)" \
 	--temp-config="$SRC/test/regress.conf" \
-	$(cat "$SRC/test/regress_schedule") 2>&1 | tee pg_regress.out
-[ -f regression.diffs ] && cat regression.diffs
-# Every scheduled test that did not report "ok" counts as failed, so an
-# aborted run can never look like a pass.
-source "$SRC/test/lib/regress_output.sh"
-total=$(wc -w <"$SRC/test/regress_schedule")
-p=$(regress_passed pg_regress.out)
-echo "SUITE_RESULT $p $((total - p))"
+	$(cat "$SRC/test/regress_schedule")
+regress_tap regress "$SRC/test/regress_schedule" "$SRC" "$SUITE_DIR" $?
+done_testing
