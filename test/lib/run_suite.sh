@@ -15,13 +15,19 @@ cd "$here"
 source test/lib/majors.sh
 major=$1 suite=$2
 work=${STRIPE_IDEM_WORK:-/tmp/stripe_idem_test}.pg$major
+if [ ! -f "$work.ready" ]; then
+	echo "1..1"
+	echo "not ok 1 - not run: PostgreSQL $major was not set up (test/lib/prepare_major.sh $major)"
+	exit 1
+fi
 if [ "$major" = "$SI_HOST_MAJOR" ]; then
 	pgbin=${PGBIN:-/usr/lib/postgresql/$major/bin}
 else
 	pgbin=/usr/lib/postgresql/$major/bin
 fi
 cmd=$(printf '%q ' env SRC="$work" SUITE_DIR="$work/suites/$suite" HOME="$work/suites/$suite" \
-	ASAN="${ASAN:-0}" PGMAJOR="$major" PGBIN="$pgbin" PATH="$pgbin:$PATH" \
+	ASAN="${ASAN:-0}" STRIPE_IDEM_TAP_TESTS="${STRIPE_IDEM_TAP_TESTS:-}" \
+	PG_TEST_TIMEOUT_DEFAULT="${PG_TEST_TIMEOUT_DEFAULT:-180}" PGMAJOR="$major" PGBIN="$pgbin" PATH="$pgbin:$PATH" \
 	bash "$work/test/suites/$suite.sh")
 # The scratch directory, emptied; the suite then runs as postgres.
 inner="rm -rf $work/suites/$suite && mkdir -p $work/suites/$suite"

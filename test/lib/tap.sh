@@ -20,6 +20,8 @@
 # read as an assertion.
 
 exec {TAP_FD}>&1 1>&2
+# First thing, so that a harness shows the suite's name before its log.
+echo "TAP version 13" >&$TAP_FD
 TAP_N=0
 TAP_FAILED=0
 

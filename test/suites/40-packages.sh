@@ -21,21 +21,14 @@
 # the majors (default 15 17 18); a major with no reachable chroot is a skip.
 set -uo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
+source "$here/test/lib/tap.sh"
 source "$here/test/lib/majors.sh"
 source "$here/test/lib/chroot.sh"
 
-n=0
-t_ok() { n=$((n + 1)); echo "ok $n - $*"; }
-t_not_ok() { n=$((n + 1)); echo "not ok $n - $*"; }
-t_check() { local what=$1; shift; if "$@"; then t_ok "$what"; else t_not_ok "$what"; fi; }
-t_skip() { n=$((n + 1)); echo "ok $n # skip $*"; }
 # step SECONDS_VAR COMMAND...: run, timed, output to the log
 elapsed() { echo "$(($(date +%s) - $1)) s"; }
 
-if [ "$(id -u)" != 0 ]; then
-	echo "1..0 # SKIP needs root (apt, chroots)"
-	exit 0
-fi
+[ "$(id -u)" = 0 ] || skip_all "needs root (apt, chroots)"
 
 work=$(mktemp -d /var/tmp/stripe_idem_packages.XXXXXX)
 # The build tests run a server as another user, which must read the build.
@@ -92,33 +85,33 @@ start=$(date +%s)
 mkdir -p "$work/pgxn"
 if make -s -C "$work/pgxn" -f "$here/Makefile" dist >"$work/pgxn/dist.log" 2>&1; then
 	zip=$(ls "$work/pgxn"/stripe_idem-*.zip 2>/dev/null | head -n 1)
-	t_check "make dist writes stripe_idem-$version.0.zip" test "$(basename "${zip:-none}")" = "stripe_idem-$version.0.zip"
+	check "make dist writes stripe_idem-$version.0.zip" test "$(basename "${zip:-none}")" = "stripe_idem-$version.0.zip"
 else
 	cat "$work/pgxn/dist.log"
-	t_not_ok "make dist"
+	t_nook "make dist"
 	zip=""
 fi
 if [ -n "$zip" ]; then
 	top=stripe_idem-$version.0
-	t_check "every entry of the zip is under $top/" test -z "$(unzip -Z1 "$zip" | grep -v "^$top/")"
-	t_check "the zip holds no build output" test -z "$(unzip -Z1 "$zip" | grep -E '\.(o|so|bc)$|/results/|/tmp_check/|\.zip$')"
-	t_check "the zip holds what git holds at HEAD" test "$(unzip -Z1 "$zip" | grep -v '/$' | sed "s|^$top/||" | sort)" = "$(git -C "$here" ls-files | sort)"
+	check "every entry of the zip is under $top/" test -z "$(unzip -Z1 "$zip" | grep -v "^$top/")"
+	check "the zip holds no build output" test -z "$(unzip -Z1 "$zip" | grep -E '\.(o|so|bc)$|/results/|/tmp_check/|\.zip$')"
+	check "the zip holds what git holds at HEAD" test "$(unzip -Z1 "$zip" | grep -v '/$' | sed "s|^$top/||" | sort)" = "$(git -C "$here" ls-files | sort)"
 	(cd "$work/pgxn" && unzip -q "$zip")
 	perl "$here/test/lib/pgxn_meta_check.pl" "$work/pgxn/$top" "$version" >"$work/pgxn/meta.tap" 2>&1
 	rc=$?
 	sed 's/^/#   /' "$work/pgxn/meta.tap"
-	t_check "META.json is valid against PGXN Meta Spec v1, provides at $version.0 ($(grep -c '^ok' "$work/pgxn/meta.tap") rules)" test "$rc" = 0
+	check "META.json is valid against PGXN Meta Spec v1, provides at $version.0 ($(grep -c '^ok' "$work/pgxn/meta.tap") rules)" test "$rc" = 0
 	mkdir -p "$work/pgxn/build" "$work/pgxn/root"
 	if make -C "$work/pgxn/build" -f "$work/pgxn/$top/Makefile" PG_CONFIG=/usr/lib/postgresql/$SI_HOST_MAJOR/bin/pg_config >"$work/pgxn/build.log" 2>&1 &&
 		make -C "$work/pgxn/build" -f "$work/pgxn/$top/Makefile" PG_CONFIG=/usr/lib/postgresql/$SI_HOST_MAJOR/bin/pg_config \
 			install DESTDIR="$work/pgxn/root" >>"$work/pgxn/build.log" 2>&1; then
-		t_check "the unpacked zip builds out of tree and installs the library, control file and $version script" \
+		check "the unpacked zip builds out of tree and installs the library, control file and $version script" \
 			test -f "$work/pgxn/root/usr/lib/postgresql/$SI_HOST_MAJOR/lib/stripe_idem.so" -a \
 			-f "$work/pgxn/root/usr/share/postgresql/$SI_HOST_MAJOR/extension/stripe_idem.control" -a \
 			-f "$work/pgxn/root/usr/share/postgresql/$SI_HOST_MAJOR/extension/stripe_idem--$version.sql"
 	else
 		tail -n 30 "$work/pgxn/build.log"
-		t_not_ok "the unpacked zip builds out of tree and installs"
+		t_nook "the unpacked zip builds out of tree and installs"
 	fi
 fi
 echo "# PGXN: $(elapsed "$start")"
@@ -139,13 +132,13 @@ for major in $majors; do
 	else
 		name=$(si_chroot_name "$major")
 		if [ -z "$name" ]; then
-			t_skip "postgresql-$major-stripe-idem: no Debian release with PostgreSQL $major is reachable"
+			skip "postgresql-$major-stripe-idem" "no Debian release with PostgreSQL $major is reachable"
 			continue
 		fi
 		echo "# == building postgresql-$major-stripe-idem in an overlay on chroot $name"
 		if ! chroot_ensure "$name" "$(si_chroot_suite "$major")" $(si_chroot_packages "$major") >"$work/chroot$major.log" 2>&1; then
 			build_log "$work/chroot$major.log"
-			t_not_ok "chroot $name for PostgreSQL $major"
+			t_nook "chroot $name for PostgreSQL $major"
 			continue
 		fi
 		run=$name.pkgbuild-$$
@@ -162,12 +155,12 @@ for major in $majors; do
 	fi
 	deb=$work/debs/postgresql-${major}-stripe-idem_${debversion}_amd64.deb
 	if [ "$rc" = 0 ] && [ -f "$deb" ]; then
-		t_ok "dpkg-buildpackage -b: $(basename "$deb") ($(elapsed "$start"))"
+		ok "dpkg-buildpackage -b: $(basename "$deb") ($(elapsed "$start"))"
 		grep -q "All [0-9]* tests passed" "$work/build$major.log" &&
 			echo "# the build's own installcheck (dh_pgxs_test, library preloaded): $(grep -c "All [0-9]* tests passed" "$work/build$major.log") suites passed"
 	else
 		build_log "$work/build$major.log"
-		t_not_ok "dpkg-buildpackage -b for PostgreSQL $major (exit $rc, $(elapsed "$start"))"
+		t_nook "dpkg-buildpackage -b for PostgreSQL $major (exit $rc, $(elapsed "$start"))"
 	fi
 done
 
@@ -175,12 +168,12 @@ done
 for major in $majors; do
 	deb=$work/debs/postgresql-${major}-stripe-idem_${debversion}_amd64.deb
 	pkg=postgresql-$major-stripe-idem
-	[ -f "$deb" ] || { t_skip "$pkg: not installed, it was not built"; continue; }
+	[ -f "$deb" ] || { skip "$pkg: install, test and purge" "it was not built"; continue; }
 	if [ "$major" = "$SI_HOST_MAJOR" ]; then
 		base=bookworm-fresh
 		if ! chroot_ensure "$base" bookworm $SI_FRESH_PACKAGES >"$work/chroot-fresh.log" 2>&1; then
 			build_log "$work/chroot-fresh.log"
-			t_not_ok "the bookworm chroot of a new machine"
+			t_nook "the bookworm chroot of a new machine"
 			continue
 		fi
 	else
@@ -198,13 +191,13 @@ for major in $majors; do
 		"$here/test/regress.conf" "$here/test/lib" "$rdir/root/src/test/"
 	chroot_run "$run" sh -c "dpkg -l 'postgresql-server-dev-*' 2>/dev/null | grep -q '^ii' &&
 		apt-get purge -y -qq 'postgresql-server-dev-*' >/dev/null 2>&1; true"
-	t_check "$pkg: the system has no server development files" \
+	check "$pkg: the system has no server development files" \
 		test ! -e "$rdir/usr/include/postgresql/$major/server/postgres.h" -a -x "$rdir/usr/lib/postgresql/$major/bin/postgres"
 	# make test's per-major runs make install into the shared chroots: what
 	# they left is no package's, and goes before the package comes.
 	rm -rf "$rdir/usr/lib/postgresql/$major/lib/stripe_idem.so" "$rdir/usr/lib/postgresql/$major/lib/bitcode/stripe_idem"* \
 		"$rdir/usr/share/postgresql/$major/extension/stripe_idem"*
-	t_check "$pkg: no stripe_idem file on the system before the install" \
+	check "$pkg: no stripe_idem file on the system before the install" \
 		test -z "$(find "$rdir/usr/lib/postgresql" "$rdir/usr/share/postgresql" -name '*stripe_idem*' 2>/dev/null)"
 	update=""
 	if [ "$major" = "$SI_HOST_MAJOR" ]; then
@@ -220,24 +213,24 @@ for major in $majors; do
 	fi
 	install_cmd="apt-get install -y -qq --no-install-recommends /root/$(basename "$deb")"
 	if chroot_run "$run" sh -c "$update$install_cmd || { apt-get update -qq && $install_cmd; }" >"$work/install$major.log" 2>&1; then
-		t_ok "apt-get install ./$(basename "$deb") ($(elapsed "$start"))"
+		ok "apt-get install ./$(basename "$deb") ($(elapsed "$start"))"
 	else
 		build_log "$work/install$major.log"
-		t_not_ok "apt-get install ./$(basename "$deb")"
+		t_nook "apt-get install ./$(basename "$deb")"
 		overlay_down "$run"
 		continue
 	fi
 	files=$(chroot_run "$run" dpkg -L "$pkg")
 	for f in "/usr/lib/postgresql/$major/lib/stripe_idem.so" "/usr/share/postgresql/$major/extension/stripe_idem.control" \
 		"/usr/share/postgresql/$major/extension/stripe_idem--$version.sql"; do
-		t_check "$pkg holds $f" grep -qx "$f" <<<"$files"
+		check "$pkg holds $f" grep -qx "$f" <<<"$files"
 	done
 	t_start=$(date +%s)
 	chroot_run "$run" sh /root/src/test/lib/installed_check.sh "$major" /root/src >"$work/check$major.log" 2>&1
 	rc=$?
 	grep -aE '^(test |ok |not ok |== | *All |.*tests? failed)' "$work/check$major.log" | sed 's/^/#   /'
 	[ "$rc" = 0 ] || build_log "$work/check$major.log"
-	t_check "$pkg: regression and isolation suites pass against the installed package, library preloaded ($(elapsed "$t_start"))" test "$rc" = 0
+	check "$pkg: regression and isolation suites pass against the installed package, library preloaded ($(elapsed "$t_start"))" test "$rc" = 0
 	p_start=$(date +%s)
 	chroot_run "$run" apt-get purge -y -qq "$pkg" >"$work/purge$major.log" 2>&1
 	rc=$?
@@ -248,11 +241,11 @@ for major in $majors; do
 		if [ -e "$rdir$f" ] && { [ ! -d "$rdir$f" ] || [[ "$f" == *stripe?idem* ]]; }; then left="$left $f"; fi
 	done <<<"$files"
 	[ -z "$left" ] || echo "# left behind:$left"
-	t_check "apt-get purge $pkg leaves none of its $(grep -c . <<<"$files") paths behind ($(elapsed "$p_start"))" \
+	check "apt-get purge $pkg leaves none of its $(grep -c . <<<"$files") paths behind ($(elapsed "$p_start"))" \
 		test "$rc" = 0 -a -z "$left"
-	t_check "$pkg is not installed after the purge" \
+	check "$pkg is not installed after the purge" \
 		test -z "$(chroot_run "$run" dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -w installed)"
 	overlay_down "$run"
 	echo "# $pkg: install, test and purge in $(elapsed "$start")"
 done
-echo "1..$n"
+done_testing

@@ -7,15 +7,15 @@
 # that the traffic really went through the pooler.
 # majors: all
 set -uo pipefail
+source "$SRC/test/lib/tap.sh"
 source "$SRC/test/lib/cluster.sh"
 source "$SRC/test/lib/pgbouncer.sh"
 source "$SRC/test/lib/node_example.sh"
 cd "$SUITE_DIR"
 
 give_up() {
-	echo "61-node-pooler: $*" >&2
-	echo "SUITE_RESULT 0 1"
-	exit 0
+	not_ok "$*"
+	done_testing
 }
 
 POOL_SIZE=8          # server connections; the Node tests open 20 per pool, pgbench 16
@@ -26,21 +26,8 @@ RACE_TX=50           # per client: 800 begins on 20 operations per protocol
 cluster_start "$SUITE_DIR/pg" "log_connections = on" || give_up "could not start a cluster"
 cluster_psql -c "CREATE EXTENSION stripe_idem" || give_up "CREATE EXTENSION stripe_idem failed"
 pgbouncer_start "$SUITE_DIR/pgbouncer" "$POOL_SIZE" || give_up "could not start pgbouncer"
-echo "== pgbouncer $("$PGBOUNCER" --version | head -n 1 | awk '{print $2}') on 127.0.0.1:$BOUNCER_PORT, pool_mode = transaction, $POOL_SIZE server connections"
+diag "pgbouncer $("$PGBOUNCER" --version | head -n 1 | awk '{print $2}') on 127.0.0.1:$BOUNCER_PORT, pool_mode = transaction, $POOL_SIZE server connections"
 
-pass=0
-fail=0
-check() { # check DESCRIPTION COMMAND...
-	local what=$1
-	shift
-	if "$@"; then
-		pass=$((pass + 1))
-		echo "ok - $what"
-	else
-		fail=$((fail + 1))
-		echo "not ok - $what"
-	fi
-}
 ge() { [ "$1" -ge "$2" ]; }
 gt() { [ "$1" -gt "$2" ]; }
 eq() { [ "$1" = "$2" ]; }
@@ -50,15 +37,13 @@ via_bouncer() { psql -X -A -t -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$BOUNCER_PO
 xacts0=$(pgbouncer_show "SHOW STATS" postgres total_xact_count)
 direct_host=$PGHOST direct_port=$PGPORT
 export PGHOST=127.0.0.1 PGPORT=$BOUNCER_PORT
-node_example_test 61-node-pooler
+node_example_test "node through pgbouncer"
 export PGHOST=$direct_host PGPORT=$direct_port
-pass=$((pass + NODE_PASS))
-fail=$((fail + NODE_FAIL))
 
 xacts1=$(pgbouncer_show "SHOW STATS" postgres total_xact_count)
 clients=$(pgbouncer_client_logins)
 servers=$(pgbouncer_server_logins)
-echo "# node tests through pgbouncer: $((xacts1 - xacts0)) transactions, $clients client logins, $servers server connections"
+diag "node tests through pgbouncer: $((xacts1 - xacts0)) transactions, $clients client logins, $servers server connections"
 # 1,000 checkouts in 07-throughput alone are two transactions each.
 check "the Node tests' transactions went through pgbouncer (SHOW STATS)" ge $((xacts1 - xacts0)) 2000
 check "the pooler served more clients than it opened server connections" gt "$clients" "$servers"
@@ -87,7 +72,7 @@ for mode in simple extended; do
 		                              GROUP BY op HAVING count(*) FILTER (WHERE state = 'acquired') = 1) one),
 		       count(*) FILTER (WHERE state NOT IN ('acquired', 'in_progress'))
 		  FROM race_log WHERE op > $base AND op <= $base + $RACE_OPS")
-	echo "# pgbench -M $mode: exit $rc, $calls begins on $ops operations, $((x1 - x0)) transactions through pgbouncer"
+	diag "pgbench -M $mode: exit $rc, $calls begins on $ops operations, $((x1 - x0)) transactions through pgbouncer"
 	[ "$rc" = 0 ] || tail -n 20 "$SUITE_DIR/pgbench-$mode.log"
 	check "pgbench -M $mode: $RACE_CLIENTS clients, every transaction done" eq "$rc:$calls" "0:$((RACE_CLIENTS * RACE_TX))"
 	check "pgbench -M $mode: exactly one acquired on each of the $RACE_OPS operations, the rest in_progress" \
@@ -111,7 +96,7 @@ leaked=0
 for i in $(seq 1 $((POOL_SIZE * 2))); do
 	[ "$(via_bouncer -c "SELECT current_setting('stripe_idem.default_lease', true)")" = 7s ] && leaked=$((leaked + 1))
 done
-echo "# a session SET through the pooler was seen by $leaked of the next $((POOL_SIZE * 2)) clients"
+diag "a session SET through the pooler was seen by $leaked of the next $((POOL_SIZE * 2)) clients"
 check "a session SET through the pooler leaks to later clients (why the example never uses one)" gt "$leaked" 0
 
-echo "SUITE_RESULT $pass $fail"
+done_testing
