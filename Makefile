@@ -9,7 +9,8 @@
 #   make demo                   throwaway cluster, the checkout flow and the sweeper
 #   make demo PGMAJOR=17        the same on PostgreSQL 17 (or 18), in a Debian chroot
 #   make test                   every suite on PostgreSQL 15, 17 and 18, ends "N passed, N failed"
-#   make model                  the Spin model of the protocol (test/model; also in make test)
+#   make model                  the Spin model of the protocol (test/model; also in make test),
+#                               its TAP read by prove: ends "All tests successful." or "Result: FAIL"
 #   make bench-managed          the C extension and the managed edition (tle/) side by side
 #
 # Everything the build reads is found through $(srcdir), so the tree also
@@ -80,7 +81,7 @@ test:
 bench:
 	@bash $(top_srcdir_si)/bench/run.sh
 model:
-	@bash $(top_srcdir_si)/test/model/run.sh
+	@prove -v --exec bash $(top_srcdir_si)/test/model/run.sh
 bench-smoke:
 	@bash $(top_srcdir_si)/bench/run.sh --smoke
 bench-managed:

@@ -17,14 +17,17 @@
 #   the caller's lease ended (-DSLOW_STRIPE): the 1.2 text must still give
 #   its counterexamples, and the remedy (both margins) must be clean.
 #
-# Prints one "ok - ..." or "not ok - ..." line per check with pan's verdict
-# (errors, states stored, depth reached, seconds), then
-#   MODEL_RESULT <passed> <failed>
-# and exits 1 if any check failed, 2 if spin or gcc is missing. The work
-# directory (default: a fresh one under /tmp) keeps every pan and trail.
+# Writes TAP (test/lib/tap.sh) on stdout: one assertion per check with
+# pan's verdict (errors, states stored, depth reached, seconds), then the
+# plan; comments and replay lines go to stderr. Exits non-zero if any check
+# failed; spin or gcc missing is one failed check. make model runs it
+# through prove; test/suites/15-model.sh takes its TAP in with tap_from.
+# The work directory (default: a fresh one under /tmp) keeps every pan and
+# trail.
 set -uo pipefail
-
 here=$(cd "$(dirname "$0")" && pwd)
+source "$here/../lib/tap.sh"
+
 work=""
 while [ $# -gt 0 ]; do
 	case "$1" in
@@ -35,10 +38,8 @@ done
 
 for tool in spin gcc; do
 	if ! command -v "$tool" >/dev/null; then
-		pkg=$tool
-		echo "not ok - $tool is not installed; as root: apt-get update && apt-get install -y --no-install-recommends $pkg"
-		echo "MODEL_RESULT 0 1"
-		exit 2
+		not_ok "$tool is not installed; as root: apt-get update && apt-get install -y --no-install-recommends $tool"
+		done_testing
 	fi
 done
 
@@ -46,12 +47,7 @@ done
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
 cp "$here/model.pml" "$work/model.pml"
-echo "# $(spin -V); work directory $work"
-
-pass=0
-fail=0
-ok() { echo "ok - $*"; pass=$((pass + 1)); }
-not_ok() { echo "not ok - $*"; fail=$((fail + 1)); }
+diag "$(spin -V); work directory $work"
 
 # The settings of the real model (ticks): lease L, key window W, ttl T,
 # retention R, callers, faults. A: ttl longer than the key window (so
@@ -87,7 +83,7 @@ pan_run() {
 			gcc -O2 -w -DCOLLAPSE $cflags -o pan pan.c >gcc.log 2>&1 &&
 			./pan -m$DEPTH $pflags >pan.log 2>&1
 	) || {
-		echo "# $name: spin, gcc or pan failed; see $dir"
+		diag "$name: spin, gcc or pan failed; see $dir"
 		cat "$dir"/spin.log "$dir"/gcc.log 2>/dev/null | head -n 20 | sed 's/^/#   /'
 		return 1
 	}
@@ -136,27 +132,27 @@ expect_error() {
 		(cd "$dir" && spin -t $flags model.pml >replay.log 2>&1) &&
 		grep -q 'trail ends after' "$dir/replay.log"; then
 		ok "$what: $v: $msg"
-		echo "#   replay: (cd $dir && spin -t $flags model.pml)"
+		diag "  replay: (cd $dir && spin -t $flags model.pml)"
 	else
 		not_ok "$what: no counterexample: $v (log $log)"
 	fi
 }
 
-echo "# real model, one run per property (setting A: $CFG_A)"
+diag "real model, one run per property (setting A: $CFG_A)"
 expect_clean real-one-object "real model, never two Stripe objects for one operation (A)" "$CFG_A -DCHECK=1" "" ""
 expect_clean real-key-remembered "real model, no key sent once Stripe may have forgotten it (A)" "$CFG_A -DCHECK=2" "" ""
 expect_clean real-answer-stable "real model, a completed answer never changes (A)" "$CFG_A -DCHECK=4" "" ""
-echo "# real model, every safety property, other settings"
+diag "real model, every safety property, other settings"
 expect_clean real-B "real model, all safety properties, ttl shorter than the key window (B: $CFG_B)" "$CFG_B" "" ""
 expect_clean real-C "real model, all safety properties, lease of two ticks (C: $CFG_C)" "$CFG_C" "" ""
 expect_clean real-D "real model, all safety properties, four callers (D: $CFG_D)" "$CFG_D" "" ""
-echo "# liveness: weak fairness (pan -a -f), every caller ends with an answer"
+diag "liveness: weak fairness (pan -a -f), every caller ends with an answer"
 expect_clean real-liveness "real model, liveness under weak fairness (A)" "$CFG_A -DLIVENESS" "-DNFAIR=3" "-a -f"
 # The same claim without fairness must fail (the clock ticking for ever
 # while the callers wait): the check can tell the two apart.
 expect_error real-liveness-unfair "liveness without fairness: counterexample expected" "$CFG_A -DLIVENESS" "-DNFAIR=3" "-a"
 
-echo "# reachability probes (setting A): each must be reached"
+diag "reachability probes (setting A): each must be reached"
 probes=(
 	"1 takeover hands the same key to another caller"
 	"2 unresolved because the key window passed"
@@ -182,11 +178,11 @@ for p in "${probes[@]}"; do
 		not_ok "probe $n not reached: $name ($work/cover-$n)"
 	fi
 done
-echo "# ruled out by the protocol (setting A): each must never be reached"
+diag "ruled out by the protocol (setting A): each must never be reached"
 expect_clean cover-7 "record never meets an in_progress row under another key (no 23505)" "$CFG_A -DCOVER=7" "" ""
 expect_clean cover-16 "record never finds its row absent or deleted" "$CFG_A -DCOVER=16" "" ""
 
-echo "# broken variants (setting A): each must give a counterexample"
+diag "broken variants (setting A): each must give a counterexample"
 expect_error broken-takeover-window "takeover ignoring the key window" "$CFG_A -DBROKEN_TAKEOVER_WINDOW" "-DBFS" ""
 expect_error broken-expired-fresh-key "a fresh key for an expired in_progress row (1.1)" "$CFG_A -DBROKEN_EXPIRED_FRESH_KEY" "-DBFS" ""
 expect_error broken-sweep-unresolved "the sweeper deleting unresolved rows before retention" "$CFG_A -DBROKEN_SWEEP_UNRESOLVED" "-DBFS" ""
@@ -198,12 +194,11 @@ expect_error broken-rolled-back-begin "a rolled-back begin whose caller calls St
 # has no margin for that; docs/GUARANTEES.md ("The model") tells the two
 # counterexamples and the remedy checked here.
 CFG_E="-DL=1 -DW=3 -DT=4 -DR=1 -DNCALLERS=3 -DFAULTS=3 -DD=1"
-echo "# a slow Stripe (setting E: $CFG_E): the 1.2 text fails, both margins hold"
+diag "a slow Stripe (setting E: $CFG_E): the 1.2 text fails, both margins hold"
 expect_error slow-1.2 "slow Stripe, 1.2 as written: counterexample expected" "$CFG_E -DSLOW_STRIPE" "-DBFS" ""
 expect_error slow-window-margin "slow Stripe, key window margin only: counterexample expected" "$CFG_E -DSLOW_STRIPE -DWINDOW_MARGIN" "-DBFS" ""
 expect_error slow-unresolved-margin "slow Stripe, unresolved margin only: counterexample expected" "$CFG_E -DSLOW_STRIPE -DUNRESOLVED_MARGIN" "-DBFS" ""
 expect_clean slow-both-margins "slow Stripe, both margins: all safety properties hold (E)" "$CFG_E -DSLOW_STRIPE -DWINDOW_MARGIN -DUNRESOLVED_MARGIN" "" ""
 expect_clean both-margins "both margins, Stripe acting at once: all safety properties hold (E)" "$CFG_E -DWINDOW_MARGIN -DUNRESOLVED_MARGIN" "" ""
 
-echo "MODEL_RESULT $pass $fail"
-[ "$fail" = 0 ]
+done_testing

@@ -25,14 +25,11 @@
 # differently, test/managed/expected/NAME.out is the expected output
 # instead; each such difference is listed and explained in docs/MANAGED.md.
 set -uo pipefail
+source "$SRC/test/lib/tap.sh"
 source "$SRC/test/lib/cluster.sh"
-source "$SRC/test/lib/regress_output.sh"
+source "$SRC/test/lib/regress_tap.sh"
 cd "$SUITE_DIR"
 PGXS_DIR=$(dirname "$(dirname "$(pg_config --pgxs)")")
-
-pass=0
-fail=0
-skip=0
 
 # ---- the inputs
 in="$SUITE_DIR/in"
@@ -84,20 +81,26 @@ for t in $ispecs; do
 done
 
 # ---- a cluster without stripe_idem; the edition from the file
-cluster_start "$SUITE_DIR/c" || { echo "SUITE_RESULT 0 1"; exit 0; }
-ok() { pass=$((pass + 1)); echo "ok   $*"; }
-bad() { fail=$((fail + 1)); echo "FAIL $*"; }
+if ! cluster_start "$SUITE_DIR/c"; then
+	not_ok "a cluster without stripe_idem for the managed edition"
+	done_testing
+fi
 
 # the pg_tle registration carries the same file
 # (and the Supabase example's hosted-path migration)
 mig=examples/supabase/supabase/migrations/20250127000000_stripe_idem_managed.sql
-bash "$SRC/tle/gen_install_pg_tle.sh" "$SUITE_DIR/install_pg_tle.sql" "$SUITE_DIR/migration.sql" &&
+if bash "$SRC/tle/gen_install_pg_tle.sh" "$SUITE_DIR/install_pg_tle.sql" "$SUITE_DIR/migration.sql" &&
 	cmp -s "$SUITE_DIR/install_pg_tle.sql" "$SRC/tle/install_pg_tle.sql" &&
-	cmp -s "$SUITE_DIR/migration.sql" "$SRC/$mig" &&
-	ok "tle/install_pg_tle.sql and $mig are up to date with tle/stripe_idem_tle.sql" ||
-	bad "tle/install_pg_tle.sql or $mig is stale: run bash tle/gen_install_pg_tle.sh"
-grep -q stripe_idem <<<"$(psql -XAtc 'SHOW shared_preload_libraries')" &&
-	bad "stripe_idem is preloaded" || ok "stripe_idem is not preloaded"
+	cmp -s "$SUITE_DIR/migration.sql" "$SRC/$mig"; then
+	ok "tle/install_pg_tle.sql and $mig are up to date with tle/stripe_idem_tle.sql"
+else
+	not_ok "tle/install_pg_tle.sql or $mig is stale: run bash tle/gen_install_pg_tle.sh"
+fi
+if grep -q stripe_idem <<<"$(psql -XAtc 'SHOW shared_preload_libraries')"; then
+	not_ok "stripe_idem is not preloaded"
+else
+	ok "stripe_idem is not preloaded"
+fi
 
 for db in contrib_regression isolation_regression; do
 	createdb "$db"
@@ -105,17 +108,20 @@ for db in contrib_regression isolation_regression; do
 		ok "psql -f tle/stripe_idem_tle.sql into $db"
 	else
 		cat "install-$db.log"
-		bad "psql -f tle/stripe_idem_tle.sql into $db"
+		not_ok "psql -f tle/stripe_idem_tle.sql into $db"
 	fi
 done
 # installed for real: no C library anywhere
 n=$(psql -XAt -d contrib_regression -c "SELECT count(*) FROM pg_proc p JOIN pg_language l ON l.oid = p.prolang
 	WHERE p.pronamespace = 'public'::regnamespace AND l.lanname = 'c'")
-[ "$n" = 0 ] && ok "no C function in the edition" || bad "$n C functions in the edition"
+if [ "$n" = 0 ]; then
+	ok "no C function in the edition"
+else
+	not_ok "no C function in the edition (${n:-the count failed}${n:+ found})"
+fi
 # The installer learns how to sweep without pg_cron.
-grep -q 'pg_cron is not installed' "install-contrib_regression.log" &&
-	ok "without pg_cron the install says how to schedule the sweep" ||
-	bad "no NOTICE about scheduling the sweep"
+check "without pg_cron the install says how to schedule the sweep" \
+	grep -q 'pg_cron is not installed' "install-contrib_regression.log"
 
 # ---- docs/MANAGED.md's install and grant blocks, run as written
 # block HEADING LANG: the first ```LANG block after the line HEADING
@@ -134,56 +140,40 @@ if (cd "$SRC" && PGDATABASE=docs bash -c "$(block '### As a plain SQL file (migr
 	ok "docs/MANAGED.md: the install into payments and the grants work as written"
 else
 	cat docs-install.log
-	bad "docs/MANAGED.md: the install or grant block failed"
+	not_ok "docs/MANAGED.md: the install into payments and the grants work as written"
 fi
 
-# ---- regression
+# ---- regression: one verdict per test, from its result file
 "$PGXS_DIR/test/regress/pg_regress" --bindir="$PGBIN" --use-existing \
 	--host="$PGHOST" --port="$PGPORT" --dbname=contrib_regression \
-	--inputdir="$in" --outputdir="$SUITE_DIR/regress" $schedule 2>&1 | tee pg_regress.out
-[ -f regress/regression.diffs ] && cat regress/regression.diffs
-p=$(regress_passed pg_regress.out)
-total=$(wc -w <<<"$schedule")
-pass=$((pass + p))
-fail=$((fail + total - p))
+	--inputdir="$in" --outputdir="$SUITE_DIR/regress" $schedule
+regress_tap "managed regress" "$SRC/test/managed/regress_schedule" "$in" "$SUITE_DIR/regress" $?
 
 # ---- isolation
 "$PGXS_DIR/test/isolation/pg_isolation_regress" --bindir="$PGBIN" --use-existing \
 	--host="$PGHOST" --port="$PGPORT" --dbname=isolation_regression \
-	--inputdir="$in/iso" --outputdir="$SUITE_DIR/isolation" $ispecs 2>&1 | tee pg_isolation.out
-[ -f isolation/regression.diffs ] && cat isolation/regression.diffs
-p=$(regress_passed pg_isolation.out)
-total=$(wc -w <<<"$ispecs")
-pass=$((pass + p))
-fail=$((fail + total - p))
+	--inputdir="$in/iso" --outputdir="$SUITE_DIR/isolation" $ispecs
+regress_tap "managed isolation" "$SRC/test/isolation_schedule" "$in/iso" "$SUITE_DIR/isolation" $?
 cluster_stop
 
-# ---- the race and the fuzz (TAP), with STRIPE_IDEM_EDITION=managed
-(
-	cd "$SRC/test"
-	export TESTDIR="$SUITE_DIR/tap" PG_REGRESS="$PGXS_DIR/test/regress/pg_regress"
-	export PGPORT=$(free_port) STRIPE_IDEM_EDITION=managed
-	mkdir -p "$SUITE_DIR/tap/tmp_check"
-	perl -I "$PGXS_DIR/test/perl" -I "$SRC/test/lib" "$SRC/test/lib/tap_run.pl" \
-		t/001_concurrency_smoke.pl t/203_fuzz.pl
-) 2>&1 | tee tap.out
-res=$(grep -E '^SUITE_RESULT [0-9]+ [0-9]+$' tap.out | tail -n 1)
-if [ -n "$res" ]; then
-	read -r _ p f <<<"$res"
-	pass=$((pass + p))
-	fail=$((fail + f))
-else
-	fail=$((fail + 1))
-fi
+# ---- the race and the fuzz (TAP), with STRIPE_IDEM_EDITION=managed; each
+# file's assertions join this suite's, and a file that dies or exits
+# non-zero adds a failure (tap_from)
+mkdir -p "$SUITE_DIR/tap/tmp_check"
+cd "$SRC/test"
+for t in t/001_concurrency_smoke.pl t/203_fuzz.pl; do
+	tap_from "managed $(basename "$t" .pl)" env TESTDIR="$SUITE_DIR/tap" \
+		PG_REGRESS="$PGXS_DIR/test/regress/pg_regress" PGPORT="$(free_port)" STRIPE_IDEM_EDITION=managed \
+		perl -I "$PGXS_DIR/test/perl" -I "$SRC/test/lib" "$t"
+done
+cd "$SUITE_DIR"
 
-# ---- the sweep with pg_cron
+# ---- the sweep with pg_cron (test/managed/cron_sweep.sh writes TAP)
 if [ -f "$(pg_config --pkglibdir)/pg_cron.so" ]; then
-	bash "$SRC/test/managed/cron_sweep.sh" "$SUITE_DIR/cron" | tee cron.out
-	pass=$((pass + $(grep -c '^ok ' cron.out)))
-	fail=$((fail + $(grep -c '^FAIL ' cron.out)))
+	tap_from "pg_cron sweep" bash "$SRC/test/managed/cron_sweep.sh" "$SUITE_DIR/cron"
 else
-	skip=$((skip + 1))
-	echo "SUITE_SKIPPED pg_cron is not installed for PostgreSQL $PGMAJOR (postgresql-$PGMAJOR-cron): the sweep job was not run"
+	skip "the sweep scheduled with pg_cron (test/managed/cron_sweep.sh)" \
+		"pg_cron is not installed for PostgreSQL $PGMAJOR (postgresql-$PGMAJOR-cron)"
 fi
 
-echo "SUITE_RESULT $pass $fail $skip"
+done_testing

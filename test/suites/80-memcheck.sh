@@ -35,22 +35,15 @@
 # test/valgrind.supp suppresses, with reasons, the PostgreSQL-internal ones
 # that happen below our calls.
 set -uo pipefail
+source "$SRC/test/lib/tap.sh"
 source "$SRC/test/lib/cluster.sh"
-source "$SRC/test/lib/regress_output.sh"
+source "$SRC/test/lib/regress_tap.sh"
 cd "$SUITE_DIR"
 
-pass=0
-fail=0
-ok() { echo "ok - $*"; pass=$((pass + 1)); }
-not_ok() { echo "not ok - $*"; fail=$((fail + 1)); }
-give_up() {
-	echo "80-memcheck: $*" >&2
-	echo "SUITE_RESULT $pass $((fail + 1))"
-	exit 0
-}
-
-command -v valgrind >/dev/null ||
-	give_up "valgrind is not installed (apt-get install valgrind; make test installs it when run as root)"
+if ! command -v valgrind >/dev/null; then
+	not_ok "valgrind is not installed (apt-get install valgrind; make test installs it when run as root)"
+	done_testing
+fi
 
 FUZZ_CALLS=${STRIPE_IDEM_MEMCHECK_FUZZ_CALLS:-1500}
 realbin=$(pg_config --bindir)
@@ -70,6 +63,9 @@ EOF
 chmod +x "$VGBIN/postgres"
 PGXS_DIR=$(dirname "$(dirname "$(pg_config --pgxs)")")
 
+# One verdict per test from its result file, and one for the run's exit
+# status (timeout's 124 when it ran out of time), as in 10-regress and
+# 20-isolation.
 echo "== pg_regress under valgrind"
 mkdir -p regress
 timeout 1200 "$PGXS_DIR/test/regress/pg_regress" \
@@ -77,11 +73,8 @@ timeout 1200 "$PGXS_DIR/test/regress/pg_regress" \
 	--inputdir="$SRC" --outputdir="$SUITE_DIR/regress" \
 	--temp-instance="$SUITE_DIR/regress/tmp_check" --port="$(free_port)" \
 	--temp-config="$SRC/test/regress.conf" \
-	$(cat "$SRC/test/regress_schedule") 2>&1 | tee regress.out
-[ -f regress/regression.diffs ] && cat regress/regression.diffs
-rp=$(regress_passed regress.out)
-rf=$(regress_failed regress.out)
-if [ "$rf" = 0 ] && [ "$rp" -gt 0 ]; then ok "pg_regress under valgrind ($rp tests)"; else not_ok "pg_regress under valgrind ($rp passed, $rf failed)"; fi
+	$(cat "$SRC/test/regress_schedule")
+regress_tap "regress under valgrind" "$SRC/test/regress_schedule" "$SRC" "$SUITE_DIR/regress" $?
 
 echo "== isolation under valgrind"
 mkdir -p isolation
@@ -90,11 +83,8 @@ timeout 1200 "$PGXS_DIR/test/isolation/pg_isolation_regress" \
 	--inputdir="$SRC/test" --outputdir="$SUITE_DIR/isolation" \
 	--temp-instance="$SUITE_DIR/isolation/tmp_check" --port="$(free_port)" \
 	--temp-config="$SRC/test/regress.conf" \
-	$(cat "$SRC/test/isolation_schedule") 2>&1 | tee isolation.out
-[ -f isolation/regression.diffs ] && cat isolation/regression.diffs
-ip=$(regress_passed isolation.out)
-ifl=$(regress_failed isolation.out)
-if [ "$ifl" = 0 ] && [ "$ip" -gt 0 ]; then ok "isolation under valgrind ($ip specs)"; else not_ok "isolation under valgrind ($ip passed, $ifl failed)"; fi
+	$(cat "$SRC/test/isolation_schedule")
+regress_tap "isolation under valgrind" "$SRC/test/isolation_schedule" "$SRC/test" "$SUITE_DIR/isolation" $?
 
 echo "== bad-input fuzz under valgrind ($FUZZ_CALLS calls)"
 FZ="$SUITE_DIR/fuzz"
@@ -127,8 +117,11 @@ fi
 
 echo "== valgrind reports"
 nlogs=$(ls "$VGLOG" | wc -l)
-[ "$nlogs" -gt 10 ] && ok "valgrind ran the servers ($nlogs processes logged)" ||
+if [ "$nlogs" -gt 10 ]; then
+	ok "valgrind ran the servers ($nlogs processes logged)"
+else
 	not_ok "valgrind ran the servers (only $nlogs processes logged)"
+fi
 # Frames of stripe_idem.so carry file:line (it is built with -g; the
 # server's own binaries have no debug information installed).
 srcfiles=$(cd "$SRC/src" && ls *.c | paste -sd'|' | sed 's/\./\\./g')
@@ -187,4 +180,4 @@ else
 	ok "no server process crashed"
 fi
 
-echo "SUITE_RESULT $pass $fail"
+done_testing
