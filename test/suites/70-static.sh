@@ -13,18 +13,14 @@
 # macros below); exploring every #ifdef of PostgreSQL's headers would take
 # many minutes and test code paths no build here can take.
 set -uo pipefail
+source "$SRC/test/lib/tap.sh"
 cd "$SUITE_DIR"
-
-pass=0
-fail=0
-ok() { echo "ok - $*"; pass=$((pass + 1)); }
-not_ok() { echo "not ok - $*"; fail=$((fail + 1)); }
 
 # Only what the build reads (the suites' scratch directories live inside $SRC).
 mkdir -p build/test
 cp -a "$SRC/Makefile" "$SRC"/*.control "$SRC/sql" "$SRC/src" build/ &&
 	cp -a "$SRC/test/regress_schedule" "$SRC/test/isolation_schedule" build/test/ ||
-	{ echo "copying the sources failed"; echo "SUITE_RESULT 0 1"; exit 0; }
+	{ not_ok "copying the sources failed"; done_testing; }
 rm -f build/src/*.o build/src/*.bc build/*.so
 
 build_warnings() {
@@ -56,7 +52,7 @@ if command -v clang >/dev/null; then
 		not_ok "clang: warnings with -Wall -Wextra"
 	fi
 else
-	echo "clang is not installed: skipped (gcc above is the required check)"
+	skip "clang: no warnings with -Wall -Wextra" "clang is not installed (gcc above is the required check)"
 fi
 
 echo "== cppcheck"
@@ -79,4 +75,4 @@ else
 	not_ok "cppcheck is not installed (apt-get install cppcheck; make test installs it when run as root)"
 fi
 
-echo "SUITE_RESULT $pass $fail"
+done_testing

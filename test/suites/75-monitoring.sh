@@ -5,19 +5,12 @@
 # checked; the alert rules pass promtool check rules and promtool test
 # rules (Debian's prometheus). Host only: the packages are the host's.
 set -uo pipefail
+source "$SRC/test/lib/tap.sh"
 source "$SRC/test/lib/cluster.sh"
 EXPORTER=$(command -v prometheus-postgres-exporter || echo /usr/bin/prometheus-postgres-exporter)
 if [ ! -x "$EXPORTER" ] || ! command -v promtool >/dev/null || ! command -v curl >/dev/null; then
-	echo "SUITE_SKIPPED prometheus-postgres-exporter, prometheus (promtool) or curl is not installed; as root: apt-get install -y --no-install-recommends prometheus-postgres-exporter prometheus curl"
-	echo "SUITE_RESULT 0 0 1"
-	exit 0
+	skip_all "prometheus-postgres-exporter, prometheus (promtool) or curl is not installed; as root: apt-get install -y --no-install-recommends prometheus-postgres-exporter prometheus curl"
 fi
-
-pass=0
-fail=0
-ok() { pass=$((pass + 1)); echo "ok - $1"; }
-not_ok() { fail=$((fail + 1)); echo "not ok - $1"; }
-check() { local name=$1; shift; if "$@"; then ok "$name"; else not_ok "$name"; fi; }
 
 cluster_start "$SUITE_DIR/cluster" \
 	"shared_preload_libraries = 'stripe_idem'" \
@@ -103,7 +96,9 @@ check "sweeper: passes" metric stripe_idem_sweeper_passes 'database="shop"' '[1-
 check "stats: acquired" metric stripe_idem_stats_acquired '' 2
 check "stats: records" metric stripe_idem_stats_records '' 1
 check "no scrape error" metric pg_exporter_last_scrape_error '' 0
-if [ "$fail" != 0 ]; then
+# After a failure, what the exporter served and said (TAP_FAILED: tap.sh's
+# count of failed assertions so far).
+if [ "$TAP_FAILED" != 0 ]; then
 	echo "--- metrics"; grep '^stripe_idem\|^pg_exporter' "$SUITE_DIR/metrics.txt"
 	echo "--- exporter log"; tail -n 20 "$SUITE_DIR/exporter.log"
 fi
@@ -112,4 +107,4 @@ cd "$SRC/examples/monitoring"
 check "promtool check rules alerts.yml" promtool check rules alerts.yml
 check "promtool test rules alerts_test.yml" promtool test rules alerts_test.yml
 
-echo "SUITE_RESULT $pass $fail"
+done_testing
