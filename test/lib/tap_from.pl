@@ -20,7 +20,7 @@ my $failed = 0;
 sub emit {
 	my ($ok, $desc, $directive) = @_;
 	$n++;
-	$desc =~ s/#/\\#/g;
+	$desc =~ s/(?<!\\)#/\\#/g;    # a "#" the producer did not escape
 	$desc =~ s/\s+/ /g;
 	my $line = ($ok ? 'ok' : 'not ok') . " $n - $label: $desc";
 	$line .= " # $directive" if defined $directive;
@@ -50,7 +50,7 @@ my @problems;
 push @problems, 'parse error: ' . join('; ', $parser->parse_errors)
 	if $parser->parse_errors && !$parser->skip_all;
 push @problems, 'exited with status ' . $parser->exit if $parser->exit;
-push @problems, 'killed by signal ' . ($parser->wait & 127) if $parser->wait & 127;
+push @problems, 'killed by signal ' . ($parser->wait & 127) if ($parser->wait // 0) & 127;
 
 if ($parser->skip_all && !@problems) {
 	emit(1, 'all', 'SKIP ' . $parser->skip_all);
