@@ -17,6 +17,10 @@ use strict;
 use warnings;
 use TAP::Harness;
 
+# The jobs' stderr reaches the log unbuffered; so must the TAP shown here,
+# or a job's log lands above the line that names it.
+STDOUT->autoflush(1);
+
 my ($jobs_file, $note, $on_failure) = @ARGV;
 open my $fh, '<', $jobs_file or die "$jobs_file: $!\n";
 my (@jobs, %command);
