@@ -40,6 +40,14 @@ my $harness = TAP::Harness->new({
 	color => 0,
 	merge => 0,
 	exec => sub { my (undef, $id) = @_; return [ 'bash', '-c', $command{$id} ]; },
+	# A line naming the job before it starts: its stderr (a suite's log)
+	# can come before the harness's own header for it.
+	callbacks => {
+		parser_args => sub {
+			my ($args, $job) = @_;
+			print "\n===== ", (ref $job eq 'ARRAY' ? $job->[1] : $job), "\n";
+		},
+	},
 });
 my $agg = $harness->runtests(map { [ $_->[0], $_->[0] ] } @jobs);
 
